@@ -1,0 +1,45 @@
+# The two entry points of the README: `make run` (demo pipeline) and `make test` (lint, types, all tests).
+# Everything is installed into the project: .venv/ (Python) and .cache/ (uv, Maven repository, Kafka, Apicurio).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.8
+UV := .cache/uv/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint typecheck unit integration bench clean
+
+$(UV):
+	$(PYTHON) -m venv .cache/uv
+	.cache/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(BIN)/multichannel: $(UV) pyproject.toml uv.lock
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(BIN)/multichannel
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+test: lint typecheck
+	$(BIN)/pytest
+
+run: install
+	$(BIN)/multichannel demo
+
+bench: install
+	$(BIN)/multichannel bench
+
+clean:
+	rm -rf $(VENV) .cache/uv .pytest_cache .mypy_cache .ruff_cache

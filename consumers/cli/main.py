@@ -1,0 +1,24 @@
+"""The `multichannel` command: one typer app whose subcommands live in sibling modules."""
+
+from __future__ import annotations
+
+import typer
+
+from consumers.cli import broker, classify, schemas, service, topics
+
+app = typer.Typer(
+    name="multichannel",
+    help="Classify CSP customers' multichannel status from Kafka billing events.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+broker.register(app)
+topics.register(app)
+classify.register(app)
+schemas.register(app)
+service.register(app)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,116 @@
+"""The one settings object of the service and the CLI.
+
+Every field is read from a `MULTICHANNEL_`-prefixed environment variable (for example
+`MULTICHANNEL_BOOTSTRAP_SERVERS`); the defaults run the embedded local demo. The README's
+configuration table documents every field.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Configuration of brokers, registry, topics, batching and operations."""
+
+    model_config = SettingsConfigDict(env_prefix="MULTICHANNEL_", extra="ignore", frozen=True)
+
+    # --- connections ---------------------------------------------------------------------------
+    bootstrap_servers: str = Field(
+        "", description="Kafka bootstrap servers; empty means the local broker started by `broker start`."
+    )
+    schema_registry_url: str = Field(
+        "", description="Schema Registry URL (Confluent API); empty means the local Apicurio registry."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str = Field("SCRAM-SHA-512", description="SASL mechanism when a SASL protocol is used.")
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    ssl_ca_location: str = Field("", description="PEM file of the CA that signed the brokers' certificates.")
+    schema_registry_basic_auth: SecretStr = Field(
+        SecretStr(""), description="`user:password` for the Schema Registry, if it needs one."
+    )
+
+    # --- topics ----------------------------------------------------------------------------------
+    subscription_topic: str = "billing.subscription-events.v1"
+    partner_topic: str = "partner.program-events.v1"
+    decision_topic: str = "multichannel.decisions.v1"
+    status_topic: str = "multichannel.customer-status.v1"
+    dead_letter_topic: str = "multichannel.dead-letters.v1"
+    input_partitions: int = Field(12, ge=1, description="Partitions of the subscription topic and changelog.")
+    output_partitions: int = Field(12, ge=1, description="Partitions of the decision and status topics.")
+    partner_partitions: int = Field(3, ge=1, description="Partitions of the partner topic.")
+    replication_factor: int = Field(1, ge=1)
+
+    # --- service -----------------------------------------------------------------------------------
+    application_id: str = Field(
+        "multichannel-classifier", description="Consumer group id and prefix of internal topics."
+    )
+    instance_id: str = Field(
+        "0", description="Stable id of this replica; the transactional.id is `<application id>-<instance id>`."
+    )
+    batch_size: int = Field(2000, ge=1, description="Most input records processed in one transaction.")
+    batch_timeout_ms: int = Field(100, ge=1, description="Longest wait to fill a batch.")
+    transaction_timeout_ms: int = Field(10_000, ge=1000)
+    punctuate_interval_ms: int = Field(1000, ge=10, description="How often due term-end timers are fired.")
+    dedup_window: int = Field(256, ge=1, description="Event ids remembered per account to detect duplicates.")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, description="Port of /metrics, /healthz and /readyz; 0 picks a free port.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shutdown_timeout_s: float = Field(8.0, gt=0, description="Longest graceful shutdown after SIGTERM.")
+
+    # --- local tooling -----------------------------------------------------------------------------
+    cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="Maven repository, Kafka and Apicurio jars.")
+    local_state_dir: Path = Field(
+        PROJECT_ROOT / ".cache" / "local", description="Data and logs of the local broker and registry."
+    )
+
+    @property
+    def changelog_topic(self) -> str:
+        """The compacted state changelog, co-partitioned with the subscription topic."""
+        return f"{self.application_id}-state-changelog"
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.application_id}-{self.instance_id}"
+
+    @cached_property
+    def topic_specs(self) -> dict[str, tuple[int, str]]:
+        """Every topic of the contract with its partition count and cleanup policy."""
+        return {
+            self.subscription_topic: (self.input_partitions, "delete"),
+            self.partner_topic: (self.partner_partitions, "compact"),
+            self.decision_topic: (self.output_partitions, "delete"),
+            self.status_topic: (self.output_partitions, "compact"),
+            self.dead_letter_topic: (self.output_partitions, "delete"),
+            self.changelog_topic: (self.input_partitions, "compact"),
+        }
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every client (never log the result: it holds secrets)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "broker.address.family": "v4",
+        }
+        if self.security_protocol.startswith("SASL"):
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        return conf
+
+    def schema_registry_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {"url": self.schema_registry_url}
+        auth = self.schema_registry_basic_auth.get_secret_value()
+        if auth:
+            conf["basic.auth.user.info"] = auth
+        return conf

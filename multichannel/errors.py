@@ -1,0 +1,48 @@
+"""One error hierarchy for bad input, each kind with the stable reason code of the contract.
+
+The codes travel in the dead-letter topic's `error.reason` header and in `classify`'s
+`dead_letter` lines, so they never change once published.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class InvalidEvent(Exception):
+    """An input record that cannot be applied; it goes to the dead-letter topic."""
+
+    reason: ClassVar[str] = "INVALID_EVENT"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SchemaMismatch(InvalidEvent):
+    """Bytes that are not a record of the topic's schema: bad JSON, wrong magic byte, unknown schema id."""
+
+    reason = "SCHEMA_MISMATCH"
+
+
+class UnknownEventType(InvalidEvent):
+    """A well-formed record whose `event_type` names no event of the contract."""
+
+    reason = "UNKNOWN_EVENT_TYPE"
+
+
+class InvalidField(InvalidEvent):
+    """A missing, mistyped or impossible field (e.g. `term_end` not after `term_start`)."""
+
+    reason = "INVALID_FIELD"
+
+
+class KeyMismatch(InvalidEvent):
+    """The record key differs from the payload's `customer_id` (or `partner_id` on the partner topic)."""
+
+    reason = "KEY_MISMATCH"
+
+
+REASON_CODES: tuple[str, ...] = tuple(
+    cls.reason for cls in (SchemaMismatch, UnknownEventType, InvalidField, KeyMismatch)
+)
