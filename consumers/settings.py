@@ -29,25 +29,29 @@ class Settings(BaseSettings):
     schema_registry_url: str = Field(
         "", description="Schema Registry URL (Confluent API); empty means the local Apicurio registry."
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers."
+    )
     sasl_mechanism: str = Field("SCRAM-SHA-512", description="SASL mechanism when a SASL protocol is used.")
-    sasl_username: str = ""
-    sasl_password: SecretStr = SecretStr("")
+    sasl_username: str = Field("", description="SASL user of the service.")
+    sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never logged).")
     ssl_ca_location: str = Field("", description="PEM file of the CA that signed the brokers' certificates.")
     schema_registry_basic_auth: SecretStr = Field(
         SecretStr(""), description="`user:password` for the Schema Registry, if it needs one."
     )
 
     # --- topics ----------------------------------------------------------------------------------
-    subscription_topic: str = "billing.subscription-events.v1"
-    partner_topic: str = "partner.program-events.v1"
-    decision_topic: str = "multichannel.decisions.v1"
-    status_topic: str = "multichannel.customer-status.v1"
-    dead_letter_topic: str = "multichannel.dead-letters.v1"
+    subscription_topic: str = Field(
+        "billing.subscription-events.v1", description="Input: subscription and relationship events."
+    )
+    partner_topic: str = Field("partner.program-events.v1", description="Input: partner-change events (compacted).")
+    decision_topic: str = Field("multichannel.decisions.v1", description="Output: subscription decisions.")
+    status_topic: str = Field("multichannel.customer-status.v1", description="Output: customer status (compacted).")
+    dead_letter_topic: str = Field("multichannel.dead-letters.v1", description="Output: undecodable or invalid input.")
     input_partitions: int = Field(12, ge=1, description="Partitions of the subscription topic and changelog.")
     output_partitions: int = Field(12, ge=1, description="Partitions of the decision and status topics.")
     partner_partitions: int = Field(3, ge=1, description="Partitions of the partner topic.")
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1, description="Replication factor of topics created by `topics create`.")
 
     # --- service -----------------------------------------------------------------------------------
     application_id: str = Field(
@@ -58,12 +62,17 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(2000, ge=1, description="Most input records processed in one transaction.")
     batch_timeout_ms: int = Field(100, ge=1, description="Longest wait to fill a batch.")
-    transaction_timeout_ms: int = Field(10_000, ge=1000)
+    transaction_timeout_ms: int = Field(
+        10_000, ge=1000, description="transaction.timeout.ms: how long a crashed instance can hold readers back."
+    )
     punctuate_interval_ms: int = Field(1000, ge=10, description="How often due term-end timers are fired.")
+    auto_register_schemas: bool = Field(
+        False, description="Register output schemas on start (local demo); otherwise `schemas register` does it."
+    )
     dedup_window: int = Field(256, ge=1, description="Event ids remembered per account to detect duplicates.")
-    metrics_host: str = "127.0.0.1"
+    metrics_host: str = Field("127.0.0.1", description="Address of the ops endpoints (0.0.0.0 in containers).")
     metrics_port: int = Field(9464, ge=0, description="Port of /metrics, /healthz and /readyz; 0 picks a free port.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level of the JSON logs.")
     shutdown_timeout_s: float = Field(8.0, gt=0, description="Longest graceful shutdown after SIGTERM.")
 
     # --- local tooling -----------------------------------------------------------------------------

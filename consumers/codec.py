@@ -1,0 +1,75 @@
+"""The service's edge codec: bytes → Avro → event on the way in, record → Avro → bytes on the way out.
+
+It joins the registry serdes (`consumers.serde`) with the core's validation (`parse_event`) and
+the key check, so the service sees either an event or the `InvalidEvent` to dead-letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Message
+
+from consumers.serde import Decoder, OutputEncoders, TopicKind, check_key, event_decoder, registry_client
+from consumers.settings import Settings
+from multichannel.codec import state_from_record, state_to_record
+from multichannel.errors import InvalidEvent
+from multichannel.model import Event
+from multichannel.parse import parse_event
+from multichannel.records import CustomerStatusRecord, SubscriptionDecision
+from multichannel.state import AccountState
+from schemas import ACCOUNT_STATE
+
+
+class ServiceCodec:
+    """Schemas resolved once per session; every method works on whole batches where it can."""
+
+    def __init__(self, settings: Settings) -> None:
+        client = registry_client(settings)
+        self._subscriptions = event_decoder(client, "subscription")
+        self._partners = event_decoder(client, "partner")
+        self._states = Decoder(client, ACCOUNT_STATE)
+        self._out = OutputEncoders.for_settings(settings, client, auto_register=settings.auto_register_schemas)
+
+    def decode_subscription_batch(self, msgs: Sequence[Message]) -> list[Event | InvalidEvent]:
+        return self._decode(self._subscriptions.decode_batch(msgs), msgs, "subscription")
+
+    def decode_partner_batch(self, msgs: Sequence[Message]) -> list[Event | InvalidEvent]:
+        return self._decode(self._partners.decode_batch(msgs), msgs, "partner")
+
+    @staticmethod
+    def _decode(
+        decoded: list[dict[str, Any] | InvalidEvent], msgs: Sequence[Message], kind: TopicKind
+    ) -> list[Event | InvalidEvent]:
+        out: list[Event | InvalidEvent] = []
+        for msg, item in zip(msgs, decoded, strict=True):
+            if isinstance(item, InvalidEvent):
+                out.append(item)
+                continue
+            try:
+                event = parse_event(item)
+                check_key(kind, msg.key(), event)
+            except InvalidEvent as exc:
+                out.append(exc)
+                continue
+            out.append(event)
+        return out
+
+    def encode_decision(self, record: SubscriptionDecision) -> bytes:
+        return self._out.decision.encode(record.to_dict())
+
+    def encode_status(self, record: CustomerStatusRecord) -> bytes:
+        return self._out.status.encode(record.to_dict())
+
+    def encode_state(self, state: AccountState) -> bytes:
+        return self._out.changelog.encode(state_to_record(state))
+
+    def decode_states(self, values: Sequence[bytes]) -> list[AccountState]:
+        """Changelog values of our own writing; a value that does not decode is a bug, so it raises."""
+        result: list[AccountState] = []
+        for item in self._states.decode_values(list(values)):
+            if isinstance(item, InvalidEvent):
+                raise item
+            result.append(state_from_record(item))
+        return result

@@ -1,0 +1,36 @@
+"""How the service reacts to client errors: the three transactional error classes of librdkafka.
+
+`fatal()` → the producer is unusable: the process exits non-zero so a supervisor restarts it.
+`txn_requires_abort()` → abort the transaction, roll state back, re-read the batch.
+A timed-out commit or abort leaves the outcome unknown: the service drops its clients and
+state and starts a new session (a new producer with the same transactional.id fences the
+old epoch; state is restored from the committed changelog, so nothing is lost or doubled).
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+
+
+class ServiceError(Exception):
+    """Base of the service's own errors."""
+
+
+class FatalClientError(ServiceError):
+    """The Kafka client cannot go on (fenced producer, fatal transactional state)."""
+
+
+class UncertainTransaction(ServiceError):
+    """A commit or abort did not complete in time: its outcome is unknown."""
+
+
+def kafka_error(exc: KafkaException) -> KafkaError | None:
+    arg = exc.args[0] if exc.args else None
+    return arg if isinstance(arg, KafkaError) else None
+
+
+def is_fatal(err: KafkaError | None) -> bool:
+    """Fatal, or a transactional error that is neither abortable nor retriable (treated as fatal)."""
+    if err is None:
+        return True
+    return bool(err.fatal()) or not (err.txn_requires_abort() or err.retriable())

@@ -1,0 +1,541 @@
+"""The exactly-once classifier service: one consumer-group member, one transactional producer.
+
+Each turn of the main loop is one batch and one Kafka transaction (EOS v2):
+
+    consume a batch of subscription records, poll new partner records
+    begin transaction
+      fire due term-end timers                     -> decisions, statuses
+      apply partner changes to the partner table   -> re-classified accounts of owned partitions
+      bytes -> Avro -> event -> classify           -> decisions, statuses, dead letters
+      changed account states                       -> changelog (once per account per batch)
+      input offsets + consumer group metadata
+    commit transaction
+
+State lives in the pure `Classifier`; its undo log makes an aborted batch roll back exactly.
+On assignment a partition's state is restored from the changelog before it is processed; on
+revocation it is dropped (no transaction is ever open while the consumer polls, so a revoke
+never interrupts one).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from consumers.changelog import account_key_bytes, partner_checkpoint_key, read_changelog, split_restored
+from consumers.codec import ServiceCodec
+from consumers.kafka_errors import FatalClientError, UncertainTransaction, is_fatal, kafka_error
+from consumers.logs import get_logger
+from consumers.messages import Headers, offset_of, partition_of
+from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
+from consumers.partner_feed import PartnerFeed
+from consumers.settings import Settings
+from multichannel.engine import Classifier
+from multichannel.errors import InvalidEvent, UnknownEventType
+from multichannel.model import AccountKey, PartnerProgramChanged
+from multichannel.records import CustomerStatusRecord, SubscriptionDecision
+
+log = get_logger("multichannel.service")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class BatchOutput:
+    """Everything one transaction writes, gathered before anything is produced."""
+
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes | None, Headers]] = field(default_factory=list)
+    changelog: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ClassifierService:
+    """Runs sessions (clients + state) until asked to stop; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        metrics: ServiceMetrics | None = None,
+        health: HealthState | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics or ServiceMetrics()
+        self.health = health or HealthState()
+        self._stop = threading.Event()
+        self._client_conf = settings.kafka_client_config()
+        self.ops_port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def request_stop(self) -> None:
+        """Finish the current batch, commit it, close the clients and return from `run`."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda _signo, _frame: self.request_stop())
+
+    def run(self, *, serve_ops: bool = True) -> int:
+        """Process until stopped; 0 after a clean stop, 3 after a fatal client error."""
+        ops: OpsServer | None = None
+        if serve_ops:
+            ops = OpsServer(self.metrics, self.health, self.settings.metrics_host, self.settings.metrics_port)
+            ops.start()
+            self.ops_port = ops.port
+            log.info("ops_endpoints", port=ops.port, paths=["/metrics", "/healthz", "/readyz"])
+        try:
+            while not self._stop.is_set():
+                try:
+                    _Session(self).run()
+                except UncertainTransaction as exc:
+                    log.warning("session_restart", reason=str(exc))
+                    self.metrics.ready.set(0)
+                    self.health.ready = False
+            return 0
+        except FatalClientError as exc:
+            log.error("fatal_client_error", error=str(exc), action="exiting so that a supervisor restarts the service")
+            return 3
+        finally:
+            self.health.ready = False
+            self.metrics.ready.set(0)
+            if ops is not None:
+                ops.stop()
+
+
+class _Session:
+    """One set of clients and in-memory state; a new session restores everything from Kafka."""
+
+    def __init__(self, service: ClassifierService) -> None:
+        self.svc = service
+        self.s = service.settings
+        self.metrics = service.metrics
+        self.codec = ServiceCodec(self.s)
+        self.classifier = Classifier(dedup_window=self.s.dedup_window)
+        self.owned: set[int] = set()
+        self.assigned_once = False
+        self.partition_accounts: dict[int, set[AccountKey]] = {}
+        self.customer_partition: dict[str, int] = {}
+        self.pending_reconcile: set[AccountKey] = set()
+        self.partner_checkpoints: dict[int, int] = {}
+        self.partner_dead_letters: dict[int, list[tuple[Message, InvalidEvent]]] = {}
+        self.last_punctuate = 0.0
+        self.last_lag_update = 0.0
+        conf = service._client_conf
+        self.producer = Producer(
+            {
+                **conf,
+                "transactional.id": self.s.transactional_id,
+                "transaction.timeout.ms": self.s.transaction_timeout_ms,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "partitioner": "murmur2_random",
+            }
+        )
+        self.consumer = Consumer(
+            {
+                **conf,
+                "group.id": self.s.application_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 1_000,
+                "max.poll.interval.ms": 300_000,
+            }
+        )
+        self.partners = PartnerFeed(conf, self.s.partner_topic, f"{self.s.application_id}-partners")
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> None:
+        s = self.s
+        timeout_s = s.transaction_timeout_ms / 1000
+        try:
+            self.producer.init_transactions(max(30.0, timeout_s * 3))
+            self.partners.start()
+            self._apply_partner_catch_up(self.partners.catch_up())
+            self.consumer.subscribe(
+                [s.subscription_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+            )
+            while not self.svc._stop.is_set():
+                self.svc.health.beat()
+                msgs = self.consumer.consume(num_messages=s.batch_size, timeout=s.batch_timeout_ms / 1000)
+                records = self._usable(msgs)
+                partner_msgs = self.partners.poll(s.batch_size)
+                now_mono = time.monotonic()
+                punctuate = now_mono - self.last_punctuate >= s.punctuate_interval_ms / 1000
+                if punctuate:
+                    self.last_punctuate = now_mono
+                work = bool(records or partner_msgs or self.pending_reconcile or self._partner_dead_letters_due())
+                if work or (punctuate and self._timers_due()):
+                    self._batch(records, partner_msgs)
+                if now_mono - self.last_lag_update >= 5.0:
+                    self._update_lag()
+                    self.last_lag_update = now_mono
+        except KafkaException as exc:
+            err = kafka_error(exc)
+            raise FatalClientError(str(err or exc)) from exc
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        for close in (self.consumer.close, self.partners.close):
+            try:
+                close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("close_failed", error=str(exc))
+        self.producer.flush(5)
+        self.metrics.partitions_owned.set(0)
+
+    def _usable(self, msgs: list[Message]) -> list[Message]:
+        """Drop error events and records of partitions revoked during the poll."""
+        out: list[Message] = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer_error", error=str(err))
+                continue
+            if partition_of(m) in self.owned:
+                out.append(m)
+        return out
+
+    def _timers_due(self) -> bool:
+        deadline = self.classifier.next_deadline()
+        return deadline is not None and deadline <= self.svc.clock()
+
+    # ------------------------------------------------------------------ one transaction
+    def _batch(self, records: list[Message], partner_msgs: list[Message]) -> None:
+        now = self.svc.clock()
+        s = self.s
+        tally = BatchTally(input_records=len(records))
+        out = BatchOutput()
+        first_offsets: dict[int, int] = {}
+        next_offsets: dict[int, int] = {}
+        for m in records:
+            p = partition_of(m)
+            first_offsets.setdefault(p, offset_of(m))
+            next_offsets[p] = offset_of(m) + 1
+        saved_reconcile = set(self.pending_reconcile)
+        saved_customers = dict(self.customer_partition)
+        saved_checkpoints = dict(self.partner_checkpoints)
+        self.partners.mark()
+        started = time.monotonic()
+        self.producer.begin_transaction()
+        try:
+            self._collect(now, records, partner_msgs, out, tally)
+            self._produce(out, tally)
+            if next_offsets:
+                offsets = [TopicPartition(s.subscription_topic, p, o) for p, o in sorted(next_offsets.items())]
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), s.transaction_timeout_ms / 1000
+                )
+            self._commit()
+        except KafkaException as exc:
+            err = kafka_error(exc)
+            if is_fatal(err):
+                raise FatalClientError(f"transaction failed: {err}") from exc
+            log.warning("transaction_abort", error=str(err), records=len(records))
+            self._abort(first_offsets)
+            self.pending_reconcile = saved_reconcile
+            self.customer_partition = saved_customers
+            self.partner_checkpoints = saved_checkpoints
+            return
+        self.classifier.commit()
+        self.metrics.transaction_seconds.observe(time.monotonic() - started)
+        self.metrics.publish(tally)
+        self.metrics.accounts_held.set(len(self.classifier))
+        self.metrics.partners_known.set(len(self.classifier.partners))
+
+    def _collect(
+        self, now: datetime, records: list[Message], partner_msgs: list[Message], out: BatchOutput, tally: BatchTally
+    ) -> None:
+        """Run the engine over the batch; fills `out` with every record to write."""
+        fired = self.classifier.fire_due(now)
+        tally.timers_fired += sum(1 for r in fired if isinstance(r, SubscriptionDecision))
+        self._emit(fired, out, tally)
+        self._apply_partner_messages(partner_msgs, now, out, tally)
+        if self.pending_reconcile:
+            self._emit(self.classifier.reconcile(now, sorted(self.pending_reconcile)), out, tally)
+            self.pending_reconcile.clear()
+        self._apply_subscription_messages(records, now, out, tally)
+        self._release_partner_dead_letters(out, tally)
+        for key, state in self.classifier.pending_changes().items():
+            partition = self.customer_partition.get(key[1])
+            if partition is None or partition not in self.owned:
+                continue
+            out.changelog.append(
+                {
+                    "key": account_key_bytes(*key),
+                    "value": self.codec.encode_state(state),
+                    "partition": partition,
+                }
+            )
+
+    def _apply_subscription_messages(
+        self, records: list[Message], now: datetime, out: BatchOutput, tally: BatchTally
+    ) -> None:
+        topic = self.s.subscription_topic
+        decoded = self.codec.decode_subscription_batch(records)
+        for msg, item in zip(records, decoded, strict=True):
+            if isinstance(item, InvalidEvent):
+                self._dead_letter(msg, item, out, tally, "subscription")
+                continue
+            event = item
+            if isinstance(event, PartnerProgramChanged):
+                bad = UnknownEventType(f"partner_program_changed does not belong on {topic}")
+                self._dead_letter(msg, bad, out, tally, "subscription")
+                continue
+            tally.events_in["subscription", event.event_type] += 1
+            p = partition_of(msg)
+            if event.customer_id not in self.customer_partition:
+                self.customer_partition[event.customer_id] = p
+            self.partition_accounts.setdefault(p, set()).add((event.partner_id, event.customer_id))
+            step = self.classifier.apply(event, now)
+            tally.outcomes[step.outcome.value] += 1
+            self._emit(step.records, out, tally)
+
+    def _apply_partner_messages(
+        self, msgs: Sequence[Message], now: datetime, out: BatchOutput | None, tally: BatchTally | None
+    ) -> None:
+        decoded = self.codec.decode_partner_batch(list(msgs))
+        for msg, item in zip(msgs, decoded, strict=True):
+            if isinstance(item, InvalidEvent) or not isinstance(item, PartnerProgramChanged):
+                error = (
+                    item
+                    if isinstance(item, InvalidEvent)
+                    else UnknownEventType(f"{item.event_type} does not belong on {self.s.partner_topic}")
+                )
+                self.partner_dead_letters.setdefault(partition_of(msg), []).append((msg, error))
+                continue
+            step = self.classifier.apply(item, now)
+            if tally is not None:
+                tally.events_in["partner", item.event_type] += 1
+                tally.outcomes[step.outcome.value] += 1
+            if out is not None and tally is not None:
+                self._emit(step.records, out, tally)
+
+    def _apply_partner_catch_up(self, msgs: list[Message]) -> None:
+        """Build the table before any account is held: nothing to emit yet."""
+        self._apply_partner_messages(msgs, self.svc.clock(), None, None)
+        self.classifier.commit()
+        self.metrics.partners_known.set(len(self.classifier.partners))
+        log.info("partner_table_loaded", records=len(msgs), partners=len(self.classifier.partners))
+
+    def _partner_checkpoint_owner(self, partner_partition: int) -> int:
+        return partner_partition % self.s.input_partitions
+
+    def _partner_dead_letters_due(self) -> bool:
+        return any(self._partner_checkpoint_owner(pp) in self.owned for pp in self.partner_dead_letters)
+
+    def _release_partner_dead_letters(self, out: BatchOutput, tally: BatchTally) -> None:
+        """Partner records are read by every instance and re-read on restart; the owner of changelog
+        partition `pp % N` writes their dead letters once, remembering the offset in the changelog."""
+        for pp in list(self.partner_dead_letters):
+            owner = self._partner_checkpoint_owner(pp)
+            if owner not in self.owned:
+                continue
+            done = self.partner_checkpoints.get(pp, -1)
+            newest = done
+            for msg, error in self.partner_dead_letters.pop(pp):
+                if offset_of(msg) > done:
+                    self._dead_letter(msg, error, out, tally, "partner")
+                    newest = max(newest, offset_of(msg))
+            if newest > done:
+                self.partner_checkpoints[pp] = newest
+                out.changelog.append(
+                    {"key": partner_checkpoint_key(pp), "value": str(newest).encode(), "partition": owner}
+                )
+
+    def _emit(
+        self, records: Iterable[SubscriptionDecision | CustomerStatusRecord], out: BatchOutput, tally: BatchTally
+    ) -> None:
+        for rec in records:
+            if isinstance(rec, SubscriptionDecision):
+                out.decisions.append({"key": rec.customer_id.encode(), "value": self.codec.encode_decision(rec)})
+                tally.decisions[str(rec.decision)] += 1
+            else:
+                out.statuses.append(
+                    {
+                        "key": account_key_bytes(rec.partner_id, rec.customer_id),
+                        "value": self.codec.encode_status(rec),
+                    }
+                )
+
+    def _dead_letter(self, msg: Message, error: InvalidEvent, out: BatchOutput, tally: BatchTally, source: str) -> None:
+        ts_type, ts = msg.timestamp()
+        raw = msg.headers()
+        pairs = raw.items() if isinstance(raw, dict) else (raw or [])
+        headers: Headers = [(str(k), v) for k, v in pairs]
+        headers += [
+            ("error.reason", error.reason.encode()),
+            ("error.message", error.message.encode()),
+            ("source.topic", (msg.topic() or "").encode()),
+            ("source.partition", str(partition_of(msg)).encode()),
+            ("source.offset", str(offset_of(msg)).encode()),
+            ("source.timestamp", str(ts if ts_type else -1).encode()),
+        ]
+        out.dead_letters.append((msg.key(), msg.value(), headers))
+        tally.outcomes["dead_letter"] += 1
+        tally.dead_letters[error.reason] += 1
+        tally.events_in[source, "undecodable"] += 1
+        log.info(
+            "dead_letter",
+            reason=error.reason,
+            message=error.message,
+            topic=msg.topic(),
+            partition=partition_of(msg),
+            offset=offset_of(msg),
+        )
+
+    def _produce(self, out: BatchOutput, tally: BatchTally) -> None:
+        s = self.s
+        for topic, batch, kind in (
+            (s.decision_topic, out.decisions, "decision"),
+            (s.status_topic, out.statuses, "status"),
+            (s.changelog_topic, out.changelog, "changelog"),
+        ):
+            if batch:
+                self._produce_batch(topic, batch)
+                tally.records_out[kind] += len(batch)
+        for key, value, headers in out.dead_letters:
+            self._produce_one(s.dead_letter_topic, key, value, headers)
+        if out.dead_letters:
+            tally.records_out["dead_letter"] += len(out.dead_letters)
+
+    def _produce_batch(self, topic: str, batch: list[dict[str, Any]]) -> None:
+        pending = batch
+        while pending:
+            queued = self.producer.produce_batch(topic, pending)
+            if queued == len(pending):
+                return
+            failed = [m for m in pending if "_error" in m]
+            for m in failed:
+                err = m.pop("_error")
+                if getattr(err, "code", lambda: None)() != -184:  # _QUEUE_FULL
+                    raise KafkaException(err)
+            self.producer.poll(0.05)
+            pending = failed
+
+    def _produce_one(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, headers=headers)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _commit(self) -> None:
+        timeout_s = self.s.transaction_timeout_ms / 1000
+        for attempt in range(3):
+            try:
+                self.producer.commit_transaction(timeout_s)
+                return
+            except KafkaException as exc:
+                err = kafka_error(exc)
+                if err is not None and err.retriable() and not err.txn_requires_abort() and not err.fatal():
+                    log.warning("commit_retry", attempt=attempt + 1, error=str(err))
+                    continue
+                raise
+        raise UncertainTransaction("commit_transaction did not complete; outcome unknown")
+
+    def _abort(self, first_offsets: dict[int, int]) -> None:
+        try:
+            self.producer.abort_transaction(self.s.transaction_timeout_ms / 1000)
+        except KafkaException as exc:
+            err = kafka_error(exc)
+            if err is not None and err.fatal():
+                raise FatalClientError(f"abort failed: {err}") from exc
+            raise UncertainTransaction(f"abort_transaction did not complete: {err}") from exc
+        self.metrics.aborts.inc()
+        self.classifier.rollback()
+        self.partners.rewind()
+        for p, offset in first_offsets.items():
+            if p in self.owned:
+                self.consumer.seek(TopicPartition(self.s.subscription_topic, p, offset))
+
+    # ------------------------------------------------------------------ rebalancing
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        new = sorted({tp.partition for tp in partitions} - self.owned)
+        self.assigned_once = True
+        if new:
+            started = time.monotonic()
+            restored = read_changelog(
+                self.svc._client_conf, self.s.changelog_topic, new, f"{self.s.application_id}-restore"
+            )
+            total_records = 0
+            total_accounts = 0
+            for part in restored:
+                states, checkpoints = split_restored(part, self.codec.decode_states)
+                self.classifier.load(states)
+                keys = {(st.partner_id, st.customer_id) for st in states}
+                self.partition_accounts[part.partition] = keys
+                for _pid, cid in keys:
+                    self.customer_partition[cid] = part.partition
+                self.pending_reconcile |= keys
+                self.partner_checkpoints.update(checkpoints)
+                total_records += part.records_read
+                total_accounts += len(states)
+                self.metrics.restore_seconds.observe(part.seconds)
+            self.metrics.restore_records.inc(total_records)
+            self.owned.update(new)
+            seconds = time.monotonic() - started
+            log.info(
+                "partitions_restored",
+                partitions=new,
+                changelog_records=total_records,
+                accounts=total_accounts,
+                seconds=round(seconds, 3),
+                records_per_s=round(total_records / seconds) if seconds > 0 else None,
+            )
+        self.metrics.partitions_owned.set(len(self.owned))
+        self.metrics.accounts_held.set(len(self.classifier))
+        self.svc.health.ready = True
+        self.metrics.ready.set(1)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions} & self.owned
+        for p in sorted(gone):
+            keys = self.partition_accounts.pop(p, set())
+            self.classifier.drop(keys)
+            self.pending_reconcile -= keys
+            for _pid, cid in keys:
+                if self.customer_partition.get(cid) == p:
+                    del self.customer_partition[cid]
+        self.owned -= gone
+        self.partner_checkpoints = {
+            pp: o for pp, o in self.partner_checkpoints.items() if self._partner_checkpoint_owner(pp) in self.owned
+        }
+        if gone:
+            log.info("partitions_revoked", partitions=sorted(gone))
+        self.metrics.partitions_owned.set(len(self.owned))
+        self.metrics.accounts_held.set(len(self.classifier))
+
+    def _update_lag(self) -> None:
+        for p in sorted(self.owned):
+            tp = TopicPartition(self.s.subscription_topic, p)
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                position = self.consumer.position([tp])[0].offset
+            except KafkaException:
+                continue
+            if high >= 0 and position >= 0:
+                self.metrics.consumer_lag.labels(str(p)).set(max(0, high - position))

@@ -1,0 +1,178 @@
+"""A single-node KRaft Kafka (broker + controller) from Maven jars, on loopback.
+
+Static quorum (no `--standalone` needed), replication factor 1 for the internal topics so that
+groups and transactions work on one node, storage formatted in a fresh data directory per start.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from deploy.local.artifacts import kafka_libs
+from deploy.local.process import free_port, java_binary, stop_process, tail
+
+_LOG4J2 = """Configuration:
+  Appenders:
+    File: {name: FILE, fileName: "${sys:kafka.logs.dir}/server.log", PatternLayout: {pattern: "[%d] %p %m (%c)%n"}}
+  Loggers:
+    Root: {level: INFO, AppenderRef: [{ref: FILE}]}
+    Logger: [{name: kafka.request.logger, level: WARN}, {name: org.apache.kafka.clients, level: WARN}]
+"""
+
+_TOOLS_LOG4J2 = """Configuration:
+  Appenders:
+    Console: {name: STDERR, target: SYSTEM_ERR, PatternLayout: {pattern: "%p %m%n"}}
+  Loggers:
+    Root: {level: WARN, AppenderRef: [{ref: STDERR}]}
+"""
+
+
+def cluster_id() -> str:
+    """Kafka's Uuid text form (URL-safe base64, no padding), never starting with '-'."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
+
+
+class LocalKafka:
+    """Start, wait for, and stop one local broker; `log_tail()` for failing tests."""
+
+    def __init__(self, cache_dir: Path, work_dir: Path | None = None, heap: str = "512m") -> None:
+        self.cache_dir = cache_dir
+        self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="mc-kafka-"))
+        self.heap = heap
+        self.port = 0
+        self.controller_port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.work_dir / "logs" / "server.log"
+
+    def _write_config(self) -> Path:
+        self.port, self.controller_port = free_port(), free_port()
+        data = self.work_dir / "data"
+        shutil.rmtree(data, ignore_errors=True)
+        (self.work_dir / "logs").mkdir(parents=True, exist_ok=True)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "controller.listener.names": "CONTROLLER",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.num.partitions": "1",
+            "auto.create.topics.enable": "false",
+            "log.cleaner.backoff.ms": "1000",
+        }
+        config = self.work_dir / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.work_dir / "log4j2.yaml").write_text(_LOG4J2)
+        (self.work_dir / "tools-log4j2.yaml").write_text(_TOOLS_LOG4J2)
+        return config
+
+    def start(self, timeout_s: float = 90.0) -> LocalKafka:
+        """Fetch jars if needed, format storage, start the JVM and wait until the broker answers."""
+        libs = kafka_libs(self.cache_dir)
+        classpath = f"{libs}/*"
+        config = self._write_config()
+        java = java_binary()
+        fmt = subprocess.run(
+            [
+                java,
+                "-XX:TieredStopAtLevel=1",
+                f"-Dlog4j2.configurationFile={self.work_dir / 'tools-log4j2.yaml'}",
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id(),
+                "-c",
+                str(config),
+            ],
+            capture_output=True,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise RuntimeError(f"kafka storage format failed: {fmt.stderr.decode(errors='replace')[-2000:]}")
+        out = (self.work_dir / "logs" / "stdout.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                java,
+                f"-Xms{self.heap}",
+                f"-Xmx{self.heap}",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-XX:InitiatingHeapOccupancyPercent=35",
+                "-XX:+ExplicitGCInvokesConcurrent",
+                "-Djava.awt.headless=true",
+                f"-Dkafka.logs.dir={self.work_dir / 'logs'}",
+                f"-Dlog4j2.configurationFile={self.work_dir / 'log4j2.yaml'}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(config),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Ready when a metadata request lists the broker (client listeners open only once it is unfenced)."""
+        admin = AdminClient(
+            {"bootstrap.servers": self.bootstrap_servers, "broker.address.family": "v4", "log_level": 0}
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if admin.list_topics(timeout=2).brokers:
+                    return
+            except KafkaException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"broker not ready in {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def stop(self, *, remove_data: bool = True) -> None:
+        stop_process(self.proc)
+        self.proc = None
+        if remove_data:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return tail(self.log_file, lines) + "\n" + tail(self.work_dir / "logs" / "stdout.log", 20)

@@ -1,0 +1,221 @@
+"""Validation of input records into events: the one place where bad input is recognised.
+
+Accepts the contract's fields as JSON gives them (ISO 8601 strings) or as Avro decoding gives
+them (datetime/date objects); `None` means absent. Raises only `InvalidEvent` subclasses, with
+the stable reason codes of the contract. Hand-written checks, no model library per event: this
+runs once per input record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from multichannel.errors import InvalidField, UnknownEventType
+from multichannel.model import (
+    BillingModel,
+    Channel,
+    DelegatedAdminGranted,
+    DelegatedAdminRevoked,
+    Event,
+    EventType,
+    PartnerProgramChanged,
+    Program,
+    RelationshipAccepted,
+    RelationshipEnded,
+    SubscriptionCancelled,
+    SubscriptionPurchased,
+    SubscriptionRenewed,
+)
+
+_BILLING = {m.value: m for m in BillingModel}
+_CHANNEL = {m.value: m for m in Channel}
+_PROGRAM = {m.value: m for m in Program}
+_SELLER_REQUIRED = frozenset({Channel.CSP, Channel.THIRD_PARTY})
+_SELLER_OPTIONAL = frozenset({Channel.ADVISOR, Channel.SYNDICATION})
+
+
+def _id(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if value is None:
+        raise InvalidField(f"{name} is missing")
+    if type(value) is not str:
+        raise InvalidField(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidField(f"{name} must not be empty")
+    return value
+
+
+def _timestamp(obj: Mapping[str, Any], name: str) -> datetime:
+    value = obj.get(name)
+    if value is None:
+        raise InvalidField(f"{name} is missing")
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidField(f"{name} {value!r} is not an ISO 8601 timestamp") from None
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        raise InvalidField(f"{name} must be a timestamp, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    elif parsed.utcoffset():
+        parsed = parsed.astimezone(UTC)
+    elif parsed.tzinfo is not UTC:
+        parsed = parsed.replace(tzinfo=UTC)
+    micro = parsed.microsecond
+    if micro % 1000:
+        parsed = parsed.replace(microsecond=micro - micro % 1000)
+    return parsed
+
+
+def _date(obj: Mapping[str, Any], name: str) -> date:
+    value = obj.get(name)
+    if value is None:
+        raise InvalidField(f"{name} is missing")
+    if isinstance(value, str):
+        if len(value) != 10:
+            raise InvalidField(f"{name} {value!r} is not a YYYY-MM-DD date")
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise InvalidField(f"{name} {value!r} is not a YYYY-MM-DD date") from None
+    if isinstance(value, datetime):
+        raise InvalidField(f"{name} must be a date, not a timestamp")
+    if isinstance(value, date):
+        return value
+    raise InvalidField(f"{name} must be a date, got {type(value).__name__}")
+
+
+def _enum(obj: Mapping[str, Any], name: str, members: Mapping[str, Any]) -> Any:
+    value = obj.get(name)
+    if value is None:
+        raise InvalidField(f"{name} is missing")
+    member = members.get(value) if isinstance(value, str) else None
+    if member is None:
+        raise InvalidField(f"{name} {value!r} is not one of {', '.join(members)}")
+    return member
+
+
+def _purchased(obj: Mapping[str, Any], event_id: str, at: datetime, pid: str, cid: str) -> SubscriptionPurchased:
+    sid = _id(obj, "subscription_id")
+    offer = _id(obj, "offer_id")
+    billing: BillingModel = _enum(obj, "billing_model", _BILLING)
+    channel: Channel = _enum(obj, "channel", _CHANNEL)
+    seller: str | None = None
+    if channel in _SELLER_REQUIRED or (channel in _SELLER_OPTIONAL and obj.get("seller_partner_id") is not None):
+        seller = _id(obj, "seller_partner_id")
+    quantity: int | None = None
+    term_start: date | None = None
+    term_end: date | None = None
+    if billing is BillingModel.LICENSE:
+        q = obj.get("quantity")
+        if q is None:
+            raise InvalidField("quantity is required for a license-based subscription")
+        if type(q) is not int:
+            raise InvalidField(f"quantity must be an integer, got {type(q).__name__}")
+        if q < 1:
+            raise InvalidField(f"quantity must be at least 1, got {q}")
+        quantity = q
+        term_start = _date(obj, "term_start")
+        term_end = _date(obj, "term_end")
+        if term_end <= term_start:
+            raise InvalidField(f"term_end {term_end} is not after term_start {term_start}")
+    return SubscriptionPurchased(
+        event_id, at, pid, cid, sid, offer, billing, channel, seller, quantity, term_start, term_end
+    )
+
+
+def _account_ids(obj: Mapping[str, Any]) -> tuple[str, str]:
+    return _id(obj, "partner_id"), _id(obj, "customer_id")
+
+
+def _build(obj: Mapping[str, Any], kind: str, event_id: str, at: datetime) -> Event:
+    if kind == "subscription_purchased":
+        pid, cid = _account_ids(obj)
+        return _purchased(obj, event_id, at, pid, cid)
+    if kind == "partner_program_changed":
+        pid = _id(obj, "partner_id")
+        program: Program = _enum(obj, "program", _PROGRAM)
+        providers: tuple[str, ...] = ()
+        if program is Program.CSP_INDIRECT_RESELLER:
+            raw = obj.get("indirect_provider_ids")
+            if raw is None:
+                raw = []
+            if not isinstance(raw, list | tuple):
+                raise InvalidField("indirect_provider_ids must be a list of partner ids")
+            if any(type(p) is not str or not p.strip() for p in raw):
+                raise InvalidField("indirect_provider_ids must hold non-empty partner ids")
+            providers = tuple(dict.fromkeys(raw))
+        return PartnerProgramChanged(event_id, at, pid, program, providers)
+    pid, cid = _account_ids(obj)
+    if kind == "subscription_cancelled":
+        return SubscriptionCancelled(event_id, at, pid, cid, _id(obj, "subscription_id"))
+    if kind == "subscription_renewed":
+        return SubscriptionRenewed(event_id, at, pid, cid, _id(obj, "subscription_id"), _date(obj, "term_end"))
+    simple: Callable[[str, datetime, str, str], Event] = _SIMPLE[kind]
+    return simple(event_id, at, pid, cid)
+
+
+_SIMPLE: dict[str, Callable[[str, datetime, str, str], Event]] = {
+    "relationship_accepted": RelationshipAccepted,
+    "relationship_ended": RelationshipEnded,
+    "delegated_admin_granted": DelegatedAdminGranted,
+    "delegated_admin_revoked": DelegatedAdminRevoked,
+}
+_KNOWN = frozenset(t.value for t in EventType)
+
+
+def parse_event(obj: Mapping[str, Any]) -> Event:
+    """Validate one input record (contract field names) into an event, or raise InvalidEvent."""
+    if not isinstance(obj, Mapping):
+        raise InvalidField(f"an event must be an object, got {type(obj).__name__}")
+    kind = obj.get("event_type")
+    if not isinstance(kind, str):
+        raise UnknownEventType("event_type is missing" if kind is None else "event_type must be a string")
+    if kind not in _KNOWN:
+        raise UnknownEventType(f"unknown event_type {kind!r}")
+    event_id = _id(obj, "event_id")
+    at = _timestamp(obj, "occurred_at")
+    return _build(obj, kind, event_id, at)
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The contract dict of an event (python date/datetime values, enums as str), every field present."""
+    out: dict[str, Any] = {
+        "event_type": event.event_type.value,
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at,
+    }
+    if isinstance(event, PartnerProgramChanged):
+        out["partner_id"] = event.partner_id
+        out["program"] = event.program.value
+        out["indirect_provider_ids"] = list(event.indirect_provider_ids)
+        return out
+    out["partner_id"] = event.partner_id
+    out["customer_id"] = event.customer_id
+    if isinstance(event, SubscriptionPurchased):
+        out.update(
+            subscription_id=event.subscription_id,
+            offer_id=event.offer_id,
+            billing_model=event.billing_model.value,
+            channel=event.channel.value,
+            seller_partner_id=event.seller_partner_id,
+            quantity=event.quantity,
+            term_start=event.term_start,
+            term_end=event.term_end,
+        )
+    elif isinstance(event, SubscriptionCancelled):
+        out["subscription_id"] = event.subscription_id
+    elif isinstance(event, SubscriptionRenewed):
+        out["subscription_id"] = event.subscription_id
+        out["term_end"] = event.term_end
+    return out
+
+
+def parse_timestamp(value: object, name: str = "timestamp") -> datetime:
+    """A timestamp as events carry it (ISO 8601 string or datetime), in UTC; InvalidField otherwise."""
+    return _timestamp({name: value}, name)

@@ -1,0 +1,82 @@
+"""The partner table: the latest program (and a reseller's providers) of every partner.
+
+A partner absent from the table has program `none` [choice]. The latest event by
+(occurred_at, event_id) wins, whatever the arrival order. An undo log lets the Kafka service
+roll an aborted batch back.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from multichannel.model import CSP_PROGRAMS, OrderKey, PartnerProgramChanged, Program
+
+
+class PartnerEntry(NamedTuple):
+    program: Program
+    indirect_provider_ids: tuple[str, ...]
+    order: OrderKey
+    event_id: str
+    recent_event_ids: tuple[str, ...]
+
+
+class PartnerTable:
+    """Program lookups for the rules, and the merge of partner-change events."""
+
+    __slots__ = ("_dedup_window", "_entries", "_undo")
+
+    def __init__(self, dedup_window: int = 256) -> None:
+        self._entries: dict[str, PartnerEntry] = {}
+        self._undo: dict[str, PartnerEntry | None] = {}
+        self._dedup_window = dedup_window
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def program(self, partner_id: str | None) -> Program:
+        if partner_id is None:
+            return Program.NONE
+        entry = self._entries.get(partner_id)
+        return Program.NONE if entry is None else entry.program
+
+    def in_csp(self, partner_id: str | None) -> bool:
+        return self.program(partner_id) in CSP_PROGRAMS
+
+    def providers(self, partner_id: str) -> tuple[str, ...]:
+        entry = self._entries.get(partner_id)
+        return () if entry is None else entry.indirect_provider_ids
+
+    def entry(self, partner_id: str) -> PartnerEntry | None:
+        return self._entries.get(partner_id)
+
+    def apply(self, event: PartnerProgramChanged) -> tuple[bool, bool]:
+        """Merge one event; returns (duplicate, changed): changed when the program or providers moved."""
+        pid = event.partner_id
+        old = self._entries.get(pid)
+        if old is not None and event.event_id in old.recent_event_ids:
+            return True, False
+        recent = ((old.recent_event_ids if old else ()) + (event.event_id,))[-self._dedup_window :]
+        order = (event.occurred_at, event.event_id)
+        if old is None or order > old.order:
+            new = PartnerEntry(event.program, event.indirect_provider_ids, order, event.event_id, recent)
+        else:
+            new = old._replace(recent_event_ids=recent)
+        self._remember(pid, old)
+        self._entries[pid] = new
+        changed = old is None or (old.program, old.indirect_provider_ids) != (new.program, new.indirect_provider_ids)
+        return False, changed
+
+    def _remember(self, pid: str, old: PartnerEntry | None) -> None:
+        if pid not in self._undo:
+            self._undo[pid] = old
+
+    def commit(self) -> None:
+        self._undo.clear()
+
+    def rollback(self) -> None:
+        for pid, old in self._undo.items():
+            if old is None:
+                self._entries.pop(pid, None)
+            else:
+                self._entries[pid] = old
+        self._undo.clear()

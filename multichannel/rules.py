@@ -1,0 +1,267 @@
+"""The rule book as code: one function per rule, evaluated in the book's precedence order.
+
+Each rule function returns a `Verdict` when it matches and None otherwise;
+`classify_subscription` returns the first match (R1 … R10). The M-rules decide whether a
+subscription is *multichannel* and with which reason. Verdicts that depend on nothing but the
+rule are built once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from multichannel.model import (
+    CSP_PROGRAMS,
+    BillingModel,
+    Channel,
+    CustomerStatus,
+    Decision,
+    NextAction,
+    Program,
+    Reason,
+    Rule,
+    SubscriptionPurchased,
+)
+from multichannel.partners import PartnerTable
+from multichannel.state import SubscriptionState, Verdict, term_deadline
+
+A = NextAction
+
+V_R1 = Verdict(Decision.RESALE_NOT_PERMITTED, Reason.CUSTOMER_IS_CSP_PARTNER, Rule.R1, (), None, ())
+V_R2 = Verdict(Decision.NOT_APPLICABLE, Reason.PARTNER_NOT_IN_CSP, Rule.R2, (), None, ())
+V_R3 = Verdict(Decision.ALREADY_MANAGED, Reason.SOLD_BY_ACCOUNT_PARTNER, Rule.R3, (), None, ())
+V_R4 = Verdict(Decision.NOT_APPLICABLE, Reason.SYNDICATION_CHANNEL, Rule.R4, (), None, ())
+V_R5_CANCELLED = Verdict(
+    Decision.CSP_SWITCH_PERMITTED, Reason.SUBSCRIPTION_CANCELLED, Rule.R5, (A.OFFER_CSP_SUBSCRIPTION,), None, ()
+)
+V_R5_TERM_ENDED = Verdict(
+    Decision.CSP_SWITCH_PERMITTED, Reason.TERM_ENDED, Rule.R5, (A.OFFER_CSP_SUBSCRIPTION,), None, ()
+)
+V_R6 = Verdict(
+    Decision.CSP_SWITCH_PERMITTED,
+    Reason.AZURE_FROM_OTHER_CSP_PARTNER,
+    Rule.R6,
+    (A.REQUEST_AZURE_PARTNER_SWITCH,),
+    None,
+    (),
+)
+V_R8 = Verdict(
+    Decision.MIGRATION_REQUIRED,
+    Reason.NO_CSP_MIGRATION_PATH,
+    Rule.R8,
+    (
+        A.CREATE_CSP_AZURE_SUBSCRIPTION,
+        A.PORT_DATA_AND_SETTINGS,
+        A.CUSTOMER_CANCELS_OLD_SUBSCRIPTION,
+        A.CHECK_SERVICE_AVAILABILITY_IN_CSP,
+    ),
+    None,
+    (),
+)
+R7_ACTIONS = (A.WAIT_FOR_TERM_END_OR_CANCELLATION,)
+R9_DIRECT_ACTIONS = (A.SEND_RELATIONSHIP_REQUEST,)
+R9_RESELLER_ACTIONS = (A.OBTAIN_INVITATION_FROM_INDIRECT_PROVIDER, A.SEND_PROVIDER_INVITATION_TO_CUSTOMER)
+R9_NO_PROVIDER_ACTIONS = (A.LINK_INDIRECT_PROVIDER,)
+R10_ACTIONS = (A.SUPPORT_UNDER_RELATIONSHIP, A.WAIT_FOR_TERM_END_OR_CANCELLATION)
+DELEGATED_ADMIN_ACTION = (A.REQUEST_DELEGATED_ADMIN_FOR_RESELLER,)
+
+MULTICHANNEL_RULES = frozenset({Rule.R8, Rule.R9, Rule.R10})
+ACCOUNT_RULES = frozenset({Rule.R1, Rule.R2})
+
+
+@dataclass(frozen=True, slots=True)
+class AccountContext:
+    """What the rules need to know about the account around a subscription."""
+
+    partner_id: str
+    partner_program: Program
+    partner_in_csp: bool
+    customer_in_csp: bool
+    providers: tuple[str, ...]
+    relationship: bool
+    delegated_admin: bool
+    clock: datetime
+    partners: PartnerTable
+
+
+def _other_csp_seller(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
+    """Channel `csp` (seller not P, R3 came first), or `third_party` whose seller is in CSP."""
+    if p.channel is Channel.CSP:
+        return p.seller_partner_id != ctx.partner_id
+    return p.channel is Channel.THIRD_PARTY and ctx.partners.in_csp(p.seller_partner_id)
+
+
+def rule_r1_customer_is_csp_partner(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+    return V_R1 if ctx.customer_in_csp else None
+
+
+def rule_r2_partner_not_in_csp(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+    return None if ctx.partner_in_csp else V_R2
+
+
+def rule_r3_sold_by_account_partner(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    return V_R3 if p.channel is Channel.CSP and p.seller_partner_id == ctx.partner_id else None
+
+
+def rule_r4_syndication(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.channel is Channel.SYNDICATION:
+        return V_R4
+    if p.channel is Channel.THIRD_PARTY and ctx.partners.program(p.seller_partner_id) is Program.SYNDICATION:
+        return V_R4
+    return None
+
+
+def rule_r5_ended(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+    if sub.cancellation is not None:
+        return V_R5_CANCELLED
+    end = sub.term_end
+    if end is not None and ctx.clock >= term_deadline(end):
+        return V_R5_TERM_ENDED
+    return None
+
+
+def rule_r6_azure_from_other_csp(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.billing_model is BillingModel.USAGE and _other_csp_seller(ctx, p):
+        return V_R6
+    return None
+
+
+def rule_r7_license_held_by_other_csp(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.billing_model is BillingModel.LICENSE and _other_csp_seller(ctx, p):
+        return Verdict(
+            Decision.BLOCKED_UNTIL_TERM_END,
+            Reason.LICENSE_HELD_BY_OTHER_CSP_PARTNER,
+            Rule.R7,
+            R7_ACTIONS,
+            sub.term_end,
+            (),
+        )
+    return None
+
+
+def rule_m1_microsoft_or_volume(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
+    c = p.channel
+    if c is Channel.MICROSOFT_DIRECT or c is Channel.OPEN or c is Channel.ENTERPRISE_AGREEMENT:
+        return True
+    return c is Channel.ADVISOR and p.seller_partner_id != ctx.partner_id
+
+
+def rule_m2_partner_as_advisor(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
+    return p.channel is Channel.ADVISOR and p.seller_partner_id == ctx.partner_id and ctx.partner_in_csp
+
+
+def rule_m3_non_csp_third_party(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
+    if p.channel is not Channel.THIRD_PARTY:
+        return False
+    seller_program = ctx.partners.program(p.seller_partner_id)
+    return seller_program not in CSP_PROGRAMS and seller_program is not Program.SYNDICATION
+
+
+M_RULES: tuple[tuple[Callable[[AccountContext, SubscriptionPurchased], bool], Reason], ...] = (
+    (rule_m1_microsoft_or_volume, Reason.PURCHASED_FROM_MICROSOFT_OR_VOLUME_CHANNEL),
+    (rule_m2_partner_as_advisor, Reason.PURCHASED_FROM_PARTNER_AS_ADVISOR),
+    (rule_m3_non_csp_third_party, Reason.PURCHASED_FROM_NON_CSP_THIRD_PARTY),
+)
+
+
+def multichannel_reason(ctx: AccountContext, p: SubscriptionPurchased) -> Reason | None:
+    """The reason of the first M-rule that holds, or None when the subscription is not multichannel."""
+    for rule, reason in M_RULES:
+        if rule(ctx, p):
+            return reason
+    return None
+
+
+def rule_r8_usage_without_migration_path(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.billing_model is BillingModel.USAGE and multichannel_reason(ctx, p) is not None:
+        return V_R8
+    return None
+
+
+def _is_reseller(ctx: AccountContext) -> bool:
+    return ctx.partner_program is Program.CSP_INDIRECT_RESELLER
+
+
+def rule_r9_eligible_for_relationship_request(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.billing_model is not BillingModel.LICENSE or ctx.relationship:
+        return None
+    reason = multichannel_reason(ctx, p)
+    if reason is None:
+        return None
+    decision, rule, end = Decision.ELIGIBLE_FOR_RELATIONSHIP_REQUEST, Rule.R9, sub.term_end
+    if not _is_reseller(ctx):
+        return Verdict(decision, reason, rule, R9_DIRECT_ACTIONS, end, ())
+    if not ctx.providers:
+        return Verdict(decision, Reason.RESELLER_WITHOUT_INDIRECT_PROVIDER, rule, R9_NO_PROVIDER_ACTIONS, end, ())
+    actions = R9_RESELLER_ACTIONS if ctx.delegated_admin else R9_RESELLER_ACTIONS + DELEGATED_ADMIN_ACTION
+    return Verdict(decision, reason, rule, actions, end, ctx.providers)
+
+
+def rule_r10_relationship_accepted(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.billing_model is not BillingModel.LICENSE or not ctx.relationship:
+        return None
+    if multichannel_reason(ctx, p) is None:
+        return None
+    reseller = _is_reseller(ctx)
+    actions = R10_ACTIONS + DELEGATED_ADMIN_ACTION if reseller and not ctx.delegated_admin else R10_ACTIONS
+    return Verdict(
+        Decision.BLOCKED_UNTIL_TERM_END,
+        Reason.LICENSE_NOT_SWITCHABLE_BEFORE_TERM_END,
+        Rule.R10,
+        actions,
+        sub.term_end,
+        ctx.providers if reseller else (),
+    )
+
+
+RULES: tuple[Callable[[AccountContext, SubscriptionState], Verdict | None], ...] = (
+    rule_r1_customer_is_csp_partner,
+    rule_r2_partner_not_in_csp,
+    rule_r3_sold_by_account_partner,
+    rule_r4_syndication,
+    rule_r5_ended,
+    rule_r6_azure_from_other_csp,
+    rule_r7_license_held_by_other_csp,
+    rule_r8_usage_without_migration_path,
+    rule_r9_eligible_for_relationship_request,
+    rule_r10_relationship_accepted,
+)
+
+
+class RuleBookGap(Exception):
+    """No rule matched: impossible for a validated purchase (every channel reaches R1-R10)."""
+
+
+def classify_subscription(ctx: AccountContext, sub: SubscriptionState) -> Verdict:
+    """The first matching rule's verdict, in the rule book's precedence order."""
+    for rule in RULES:
+        verdict = rule(ctx, sub)
+        if verdict is not None:
+            return verdict
+    raise RuleBookGap(f"no rule matched subscription {sub.subscription_id}")
+
+
+def customer_status(ctx: AccountContext, verdicts: list[Verdict]) -> CustomerStatus:
+    """NOT_ELIGIBLE when R1 or R2 applies; MULTICHANNEL when a decision comes from R8-R10; else SINGLE_CHANNEL."""
+    if ctx.customer_in_csp or not ctx.partner_in_csp:
+        return CustomerStatus.NOT_ELIGIBLE
+    for v in verdicts:
+        if v.rule in MULTICHANNEL_RULES:
+            return CustomerStatus.MULTICHANNEL
+    return CustomerStatus.SINGLE_CHANNEL
