@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from consumers.cli import broker, classify, schemas, service, topics
+from consumers.cli import broker, classify, demo, schemas, service, tail, topics
 
 app = typer.Typer(
     name="multichannel",
@@ -18,6 +18,8 @@ topics.register(app)
 classify.register(app)
 schemas.register(app)
 service.register(app)
+tail.register(app)
+demo.register(app)
 
 
 if __name__ == "__main__":
