@@ -57,7 +57,7 @@ class LocalRegistry:
                 "-Dquarkus.log.level=WARN",
                 "-Dapicurio.logging.audit.enabled=false",
                 "-Dquarkus.http.access-log.enabled=false",
-                "-Dquarkus.log.category.\"io.apicurio\".level=WARN",
+                '-Dquarkus.log.category."io.apicurio".level=WARN',
                 f"-Djava.io.tmpdir={self.work_dir}",
                 "-jar",
                 str(home / "quarkus-run.jar"),
