@@ -57,11 +57,15 @@ def read_changelog(
     )
     started = time.monotonic()
     try:
-        pending: set[int] = set()
+        # Done means the position reached the high watermark seen at the start. An EOF can come
+        # earlier, at the last stable offset, while the previous owner's final commit markers are
+        # still being written: stopping there would lose that transaction's states.
+        ends: dict[int, int] = {}
         for p in parts:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             if high > low:
-                pending.add(p)
+                ends[p] = high
+        pending = set(ends)
         values: dict[int, dict[bytes, bytes]] = {p: {} for p in parts}
         counts = dict.fromkeys(parts, 0)
         if pending:
@@ -70,10 +74,10 @@ def read_changelog(
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"changelog {topic} partitions {sorted(pending)} not restored in {timeout_s:.0f} s")
-            for m in consumer.consume(num_messages=batch, timeout=0.5):
+            for m in consumer.consume(num_messages=batch, timeout=0.2):
                 err = m.error()
                 if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
+                    if err.code() == KafkaError._PARTITION_EOF and (m.offset() or 0) >= ends[partition_of(m)]:
                         pending.discard(partition_of(m))
                     elif err.fatal():
                         raise KafkaException(err)
@@ -88,6 +92,10 @@ def read_changelog(
                     values[p].pop(key, None)
                 else:
                     values[p][key] = value
+            if pending:
+                for tp in consumer.position([TopicPartition(topic, p) for p in sorted(pending)]):
+                    if tp.offset >= ends[tp.partition]:
+                        pending.discard(tp.partition)
         elapsed = time.monotonic() - started
         return [RestoredPartition(p, values[p], counts[p], elapsed) for p in parts]
     finally:

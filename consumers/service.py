@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumers.changelog import account_key_bytes, partner_checkpoint_key, read_changelog, split_restored
 from consumers.codec import ServiceCodec
@@ -330,13 +330,16 @@ class _Session:
             if tally is not None:
                 tally.events_in["partner", item.event_type] += 1
                 tally.outcomes[step.outcome.value] += 1
-            if out is not None and tally is not None:
-                self._emit(step.records, out, tally)
+                if out is not None:
+                    self._emit(step.records, out, tally)
 
     def _apply_partner_catch_up(self, msgs: list[Message]) -> None:
-        """Build the table before any account is held: nothing to emit yet."""
-        self._apply_partner_messages(msgs, self.svc.clock(), None, None)
+        """Build the table before any account is held: nothing to emit yet (bad records wait for their
+        dead-letter owner)."""
+        tally = BatchTally()
+        self._apply_partner_messages(msgs, self.svc.clock(), None, tally)
         self.classifier.commit()
+        self.metrics.publish(tally)
         self.metrics.partners_known.set(len(self.classifier.partners))
         log.info("partner_table_loaded", records=len(msgs), partners=len(self.classifier.partners))
 
@@ -411,26 +414,37 @@ class _Session:
         for topic, batch, kind in (
             (s.decision_topic, out.decisions, "decision"),
             (s.status_topic, out.statuses, "status"),
-            (s.changelog_topic, out.changelog, "changelog"),
         ):
             if batch:
                 self._produce_batch(topic, batch)
                 tally.records_out[kind] += len(batch)
+        # The changelog is co-partitioned with the input. produce_batch ignores a per-message
+        # "partition" (confluent-kafka 2.16.0), so each partition goes as its own batch.
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        for record in out.changelog:
+            by_partition.setdefault(record.pop("partition"), []).append(record)
+        for partition, batch in sorted(by_partition.items()):
+            self._produce_batch(s.changelog_topic, batch, partition)
+        if out.changelog:
+            tally.records_out["changelog"] += len(out.changelog)
         for key, value, headers in out.dead_letters:
             self._produce_one(s.dead_letter_topic, key, value, headers)
         if out.dead_letters:
             tally.records_out["dead_letter"] += len(out.dead_letters)
 
-    def _produce_batch(self, topic: str, batch: list[dict[str, Any]]) -> None:
+    def _produce_batch(self, topic: str, batch: list[dict[str, Any]], partition: int | None = None) -> None:
         pending = batch
         while pending:
-            queued = self.producer.produce_batch(topic, pending)
+            if partition is None:
+                queued = self.producer.produce_batch(topic, pending)
+            else:
+                queued = self.producer.produce_batch(topic, pending, partition=partition)
             if queued == len(pending):
                 return
             failed = [m for m in pending if "_error" in m]
             for m in failed:
                 err = m.pop("_error")
-                if getattr(err, "code", lambda: None)() != -184:  # _QUEUE_FULL
+                if getattr(err, "code", lambda: None)() != KafkaError._QUEUE_FULL:
                     raise KafkaException(err)
             self.producer.poll(0.05)
             pending = failed
