@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from consumers.cli import broker, classify, demo, schemas, service, tail, topics
+from consumers.cli import broker, classify, demo, schemas, service, tail, topics, workload
 
 app = typer.Typer(
     name="multichannel",
@@ -20,6 +20,7 @@ schemas.register(app)
 service.register(app)
 tail.register(app)
 demo.register(app)
+workload.register(app)
 
 
 if __name__ == "__main__":

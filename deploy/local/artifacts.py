@@ -26,6 +26,7 @@ class ArtifactError(Exception):
 
 
 def _mvn(args: list[str], log: Path) -> None:
+    """Run Maven from the log's directory, so nothing it writes lands in the work tree."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise ArtifactError("Maven (`mvn`) is not on PATH; install Maven 3.8+ and Java 17+")
@@ -34,7 +35,7 @@ def _mvn(args: list[str], log: Path) -> None:
     if repo:
         cmd.append(f"-Dmaven.repo.local={repo}")
     with log.open("ab") as out:
-        result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
+        result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False, cwd=log.parent)
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise ArtifactError(f"mvn {' '.join(args[:2])} failed (exit {result.returncode}):\n{tail}")
@@ -78,6 +79,7 @@ def apicurio_home(cache_dir: Path) -> Path:
             f"{DEPENDENCY_PLUGIN}:unpack",
             f"-Dartifact=io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all",
             f"-DoutputDirectory={staging}",
+            f"-DmarkersDirectory={staging / '.markers'}",
         ],
         cache_dir / "maven-apicurio.log",
     )
