@@ -1,0 +1,19 @@
+"""The README is the user's manual: it must name every setting and the two set-up commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from consumers.settings import Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_readme_documents_every_setting() -> None:
+    missing = [name for name in Settings.model_fields if f"`MULTICHANNEL_{name.upper()}`" not in README]
+    assert not missing
+
+
+def test_readme_gives_the_two_commands_first() -> None:
+    first_block = README.split("```")[1]
+    assert "make run" in first_block and "make test" in first_block
