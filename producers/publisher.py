@@ -34,7 +34,9 @@ class DeliveryFailed(Exception):
 class EventPublisher:
     """Publishes subscription, relationship and partner events; use as a context manager."""
 
-    def __init__(self, settings: Settings, *, auto_register: bool = False, linger_ms: int = 5) -> None:
+    def __init__(
+        self, settings: Settings, *, auto_register: bool = False, linger_ms: int = 5, delivery_timeout_ms: int = 30_000
+    ) -> None:
         self.settings = settings
         self._encoder = EventEncoder.for_settings(settings, registry_client(settings), auto_register=auto_register)
         self._producer = Producer(
@@ -45,7 +47,7 @@ class EventPublisher:
                 "linger.ms": linger_ms,
                 "compression.type": "lz4",
                 "partitioner": "murmur2_random",
-                "delivery.timeout.ms": 30_000,
+                "delivery.timeout.ms": delivery_timeout_ms,
             }
         )
 

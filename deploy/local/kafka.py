@@ -96,12 +96,26 @@ class LocalKafka:
         (self.work_dir / "tools-log4j2.yaml").write_text(_TOOLS_LOG4J2)
         return config
 
-    def start(self, timeout_s: float = 90.0) -> LocalKafka:
-        """Fetch jars if needed, format storage, start the JVM and wait until the broker answers."""
+    def start(self, timeout_s: float = 90.0, *, keep_data: bool = False) -> LocalKafka:
+        """Fetch jars if needed, format storage, start the JVM and wait until the broker answers.
+
+        `keep_data` restarts a stopped broker on its old ports and data (tests of broker outages).
+        """
         libs = kafka_libs(self.cache_dir)
         classpath = f"{libs}/*"
-        config = self._write_config()
         java = java_binary()
+        config = self.work_dir / "server.properties"
+        if not (keep_data and config.exists()):
+            self._format(java, classpath, self._write_config())
+        self._launch(java, classpath, config)
+        try:
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _format(self, java: str, classpath: str, config: Path) -> None:
         fmt = subprocess.run(
             [
                 java,
@@ -121,6 +135,8 @@ class LocalKafka:
         )
         if fmt.returncode != 0:
             raise RuntimeError(f"kafka storage format failed: {fmt.stderr.decode(errors='replace')[-2000:]}")
+
+    def _launch(self, java: str, classpath: str, config: Path) -> None:
         out = (self.work_dir / "logs" / "stdout.log").open("ab")
         self.proc = subprocess.Popen(
             [
@@ -144,12 +160,6 @@ class LocalKafka:
             start_new_session=True,
         )
         out.close()
-        try:
-            self.wait_ready(timeout_s)
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def wait_ready(self, timeout_s: float) -> None:
         """Ready when a metadata request lists the broker (client listeners open only once it is unfenced)."""
