@@ -76,7 +76,7 @@ def classify_stream(
     lines: Iterable[bytes], out: IO[bytes], *, as_of: datetime | None = None, engine: Classifier | None = None
 ) -> ClassifyCounts:
     """Classify a stream of JSON lines into `out`; never stops on a bad line."""
-    engine = engine or Classifier()
+    engine = engine or Classifier(transactional=False)
     counts = ClassifyCounts()
     clock: datetime | None = None
     buf: list[bytes] = []

@@ -90,9 +90,7 @@ def state_to_record(state: AccountState) -> dict[str, Any]:
         "relationship": _flag_out(state.relationship),
         "delegated_admin": _flag_out(state.delegated_admin),
         "subscriptions": subs,
-        "status": None
-        if st is None
-        else {"status": st.status.value, "decision_counts": {d.value: n for d, n in st.decision_counts}},
+        "status": None if st is None else {"status": st.status.value, "decision_counts": dict(st.decision_counts)},
         "recent_event_ids": list(state.recent_event_ids),
     }
 
@@ -131,7 +129,7 @@ def state_from_record(d: Mapping[str, Any]) -> AccountState:
         if st is None
         else StatusSnapshot(
             CustomerStatus(st["status"]),
-            tuple(sorted((Decision(k), int(v)) for k, v in st["decision_counts"].items())),
+            tuple(sorted((str(Decision(k)), int(v)) for k, v in st["decision_counts"].items())),
         )
     )
     return AccountState(

@@ -10,21 +10,19 @@ batch whose transaction aborts leaves no trace; `classify` never rolls back.
 from __future__ import annotations
 
 import heapq
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from multichannel.model import (
-    CSP_PROGRAMS,
     RULEBOOK_VERSION,
     AccountEvent,
     AccountKey,
     DelegatedAdminGranted,
-    DelegatedAdminRevoked,
     Event,
     PartnerProgramChanged,
+    Program,
     RelationshipAccepted,
     RelationshipEnded,
     SubscriptionCancelled,
@@ -65,8 +63,12 @@ class Step:
 class Classifier:
     """Accounts, partner table, timers and indexes; see the module docstring."""
 
-    def __init__(self, *, dedup_window: int = 256, rulebook_version: str = RULEBOOK_VERSION) -> None:
+    def __init__(
+        self, *, dedup_window: int = 256, rulebook_version: str = RULEBOOK_VERSION, transactional: bool = True
+    ) -> None:
+        """`transactional=False` (offline `classify`) keeps no undo log: nothing is ever rolled back."""
         self.partners = PartnerTable(dedup_window)
+        self._transactional = transactional
         self.rulebook_version = rulebook_version
         self._window = dedup_window
         self._accounts: dict[AccountKey, AccountState] = {}
@@ -88,23 +90,36 @@ class Classifier:
         key = (event.partner_id, event.customer_id)
         state = self._accounts.get(key)
         if state is None:
-            state = AccountState(event.partner_id, event.customer_id)
+            rel = admin = status = None
+            subs: dict[str, SubscriptionState] = {}
+            recent: tuple[str, ...] = ()
             self._index_account(key)
-        elif event.event_id in state.recent_event_ids:
-            return Step(Outcome.DUPLICATE)
-        state = _merge(state, event)
-        recent = state.recent_event_ids + (event.event_id,)
+        else:
+            if event.event_id in state.recent_event_ids:
+                return Step(Outcome.DUPLICATE)
+            _pid, _cid, rel, admin, subs, status, recent = state
+        recent = recent + (event.event_id,)
         if len(recent) > self._window:
             recent = recent[-self._window :]
-        state = state._replace(recent_event_ids=recent)
-        if isinstance(event, SubscriptionPurchased):
-            if event.seller_partner_id is not None:
-                self._by_seller.setdefault(event.seller_partner_id, set()).add(key)
-            self._schedule(state.subscriptions[event.subscription_id], key, clock)
-        elif isinstance(event, SubscriptionRenewed):
-            self._schedule(state.subscriptions[event.subscription_id], key, clock)
+        if isinstance(event, SubscriptionPurchased | SubscriptionCancelled | SubscriptionRenewed):
+            sid = event.subscription_id
+            old = subs.get(sid) or SubscriptionState(sid)
+            new = _merge_subscription(old, event)
+            if new is not old or sid not in subs:
+                subs = dict(subs)
+                subs[sid] = new
+                if isinstance(event, SubscriptionPurchased) and event.seller_partner_id is not None:
+                    self._by_seller.setdefault(event.seller_partner_id, set()).add(key)
+                if not isinstance(event, SubscriptionCancelled):
+                    self._schedule(new, key, clock)
+        elif isinstance(event, RelationshipAccepted | RelationshipEnded):
+            rel = merge_flag(rel, isinstance(event, RelationshipAccepted), event.occurred_at, event.event_id)
+        else:
+            admin = merge_flag(admin, isinstance(event, DelegatedAdminGranted), event.occurred_at, event.event_id)
         records: list[OutputRecord] = []
-        state = self._evaluate(state, clock, event.event_id, records)
+        state = self._evaluate(
+            AccountState(key[0], key[1], rel, admin, subs, status, recent), clock, event.event_id, records
+        )
         self._put(key, state)
         return Step(Outcome.APPLIED, records)
 
@@ -148,7 +163,8 @@ class Classifier:
             due: set[AccountKey] = set()
             while timers and timers[0][0] == deadline:
                 timer = heapq.heappop(timers)
-                self._popped.append(timer)
+                if self._transactional:
+                    self._popped.append(timer)
                 _, pid, cid, sid = timer
                 state = self._accounts.get((pid, cid))
                 sub = state.subscriptions.get(sid) if state is not None else None
@@ -161,12 +177,12 @@ class Classifier:
     # ------------------------------------------------------------------ evaluation
     def _context(self, state: AccountState, clock: datetime) -> AccountContext:
         partners = self.partners
-        program = partners.program(state.partner_id)
+        entry = partners.entry(state.partner_id)
         rel, admin = state.relationship, state.delegated_admin
         return AccountContext(
             partner_id=state.partner_id,
-            partner_program=program,
-            partner_in_csp=program in CSP_PROGRAMS,
+            partner_program=Program.NONE if entry is None else entry.program,
+            partner_in_csp=entry is not None and entry.in_csp,
             customer_in_csp=partners.in_csp(state.customer_id),
             providers=partners.providers(state.partner_id),
             relationship=rel is not None and rel.active,
@@ -180,42 +196,52 @@ class Classifier:
     ) -> AccountState:
         """Classify every purchased subscription; append what changed (decisions in subscription_id
         order, then the status) to `records`; return the state with the new last-emitted values."""
-        subs = state.subscriptions
+        pid, cid, rel, admin, subs, status, recent = state
         if not subs:
             return state
         ctx = self._context(state, clock)
         verdicts: list[Verdict] = []
+        counts: dict[str, int] = {}
         new_subs: dict[str, SubscriptionState] | None = None
-        pid, cid, version = state.partner_id, state.customer_id, self.rulebook_version
-        for sid in sorted(subs):
+        version = self.rulebook_version
+        for sid in sorted(subs) if len(subs) > 1 else subs:
             sub = subs[sid]
             if sub.purchase is None:
                 continue
             verdict = classify_subscription(ctx, sub)
             verdicts.append(verdict)
+            decision = str(verdict.decision)  # a plain str: cheap to hash
+            counts[decision] = counts.get(decision, 0) + 1
             if verdict != sub.verdict:
                 if new_subs is None:
                     new_subs = dict(subs)
-                new_subs[sid] = sub._replace(verdict=verdict)
+                new_subs[sid] = SubscriptionState(sid, sub.purchase, sub.cancellation, sub.renewal, verdict)
                 records.append(
                     SubscriptionDecision(
-                        pid, cid, sid, *verdict, decided_at=clock, caused_by_event_id=cause, rulebook_version=version
+                        pid,
+                        cid,
+                        sid,
+                        verdict[0],
+                        verdict[1],
+                        verdict[2],
+                        verdict[3],
+                        verdict[4],
+                        verdict[5],
+                        clock,
+                        cause,
+                        version,
                     )
                 )
         if not verdicts:
             return state
-        counts = Counter(v.decision for v in verdicts)
         snapshot = StatusSnapshot(customer_status(ctx, verdicts), tuple(sorted(counts.items())))
-        if new_subs is not None:
-            state = state._replace(subscriptions=new_subs)
-        if snapshot != state.status:
-            state = state._replace(status=snapshot)
+        if snapshot != status:
             records.append(
-                CustomerStatusRecord(
-                    pid, cid, snapshot.status, {str(d): n for d, n in snapshot.decision_counts}, clock, cause, version
-                )
+                CustomerStatusRecord(pid, cid, snapshot.status, dict(snapshot.decision_counts), clock, cause, version)
             )
-        return state
+        elif new_subs is None:
+            return state
+        return AccountState(pid, cid, rel, admin, subs if new_subs is None else new_subs, snapshot, recent)
 
     def reconcile(self, clock: datetime, keys: Iterable[AccountKey] | None = None) -> list[OutputRecord]:
         """Re-evaluate accounts against the current partner table and emit what differs from their
@@ -245,9 +271,10 @@ class Classifier:
 
     # ------------------------------------------------------------------ storage and transactions
     def _put(self, key: AccountKey, state: AccountState) -> None:
-        undo = self._undo
-        if key not in undo:
-            undo[key] = self._accounts.get(key)
+        if self._transactional:
+            undo = self._undo
+            if key not in undo:
+                undo[key] = self._accounts.get(key)
         self._accounts[key] = state
 
     def _index_account(self, key: AccountKey) -> None:
@@ -344,26 +371,12 @@ def _with_cause(record: OutputRecord, cause: str) -> OutputRecord:
     )
 
 
-def _merge(state: AccountState, event: AccountEvent) -> AccountState:
-    """Fold one account event into the state (order-independent merges, see multichannel.state)."""
-    if isinstance(event, SubscriptionPurchased | SubscriptionCancelled | SubscriptionRenewed):
-        sid = event.subscription_id
-        sub = state.subscriptions.get(sid) or SubscriptionState(sid)
-        if isinstance(event, SubscriptionPurchased):
-            new = merge_purchase(sub, event)
-        elif isinstance(event, SubscriptionCancelled):
-            new = merge_cancellation(sub, event)
-        else:
-            new = merge_renewal(sub, event)
-        if new is sub and sid in state.subscriptions:
-            return state
-        subs = dict(state.subscriptions)
-        subs[sid] = new
-        return state._replace(subscriptions=subs)
-    at, eid = event.occurred_at, event.event_id
-    if isinstance(event, RelationshipAccepted | RelationshipEnded):
-        flag = merge_flag(state.relationship, isinstance(event, RelationshipAccepted), at, eid)
-        return state if flag is state.relationship else state._replace(relationship=flag)
-    assert isinstance(event, DelegatedAdminGranted | DelegatedAdminRevoked)
-    flag = merge_flag(state.delegated_admin, isinstance(event, DelegatedAdminGranted), at, eid)
-    return state if flag is state.delegated_admin else state._replace(delegated_admin=flag)
+def _merge_subscription(
+    sub: SubscriptionState, event: SubscriptionPurchased | SubscriptionCancelled | SubscriptionRenewed
+) -> SubscriptionState:
+    """Fold one subscription event into its state (order-independent merges, see multichannel.state)."""
+    if isinstance(event, SubscriptionPurchased):
+        return merge_purchase(sub, event)
+    if isinstance(event, SubscriptionCancelled):
+        return merge_cancellation(sub, event)
+    return merge_renewal(sub, event)

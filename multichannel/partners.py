@@ -18,6 +18,8 @@ class PartnerEntry(NamedTuple):
     order: OrderKey
     event_id: str
     recent_event_ids: tuple[str, ...]
+    in_csp: bool
+    """Precomputed: enum members hash through a Python-level __hash__, too slow per lookup."""
 
 
 class PartnerTable:
@@ -40,7 +42,10 @@ class PartnerTable:
         return Program.NONE if entry is None else entry.program
 
     def in_csp(self, partner_id: str | None) -> bool:
-        return self.program(partner_id) in CSP_PROGRAMS
+        if partner_id is None:
+            return False
+        entry = self._entries.get(partner_id)
+        return entry is not None and entry.in_csp
 
     def providers(self, partner_id: str) -> tuple[str, ...]:
         entry = self._entries.get(partner_id)
@@ -58,7 +63,9 @@ class PartnerTable:
         recent = ((old.recent_event_ids if old else ()) + (event.event_id,))[-self._dedup_window :]
         order = (event.occurred_at, event.event_id)
         if old is None or order > old.order:
-            new = PartnerEntry(event.program, event.indirect_provider_ids, order, event.event_id, recent)
+            new = PartnerEntry(
+                event.program, event.indirect_provider_ids, order, event.event_id, recent, event.program in CSP_PROGRAMS
+            )
         else:
             new = old._replace(recent_event_ids=recent)
         self._remember(pid, old)

@@ -1,4 +1,7 @@
-"""Output records: a subscription decision and a customer status, as the contract names them."""
+"""Output records: a subscription decision and a customer status, as the contract names them.
+
+Plain slotted dataclasses (not frozen: a frozen init costs a setattr call per field, and these
+are built once per change and never modified)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any
 from multichannel.model import CustomerStatus, Decision, NextAction, Reason, Rule
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubscriptionDecision:
     partner_id: str
     customer_id: str
@@ -42,7 +45,7 @@ class SubscriptionDecision:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CustomerStatusRecord:
     partner_id: str
     customer_id: str

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from multichannel.model import (
-    CSP_PROGRAMS,
     BillingModel,
     Channel,
     CustomerStatus,
@@ -71,7 +70,7 @@ MULTICHANNEL_RULES = frozenset({Rule.R8, Rule.R9, Rule.R10})
 ACCOUNT_RULES = frozenset({Rule.R1, Rule.R2})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AccountContext:
     """What the rules need to know about the account around a subscription."""
 
@@ -163,8 +162,8 @@ def rule_m2_partner_as_advisor(ctx: AccountContext, p: SubscriptionPurchased) ->
 def rule_m3_non_csp_third_party(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
     if p.channel is not Channel.THIRD_PARTY:
         return False
-    seller_program = ctx.partners.program(p.seller_partner_id)
-    return seller_program not in CSP_PROGRAMS and seller_program is not Program.SYNDICATION
+    partners = ctx.partners
+    return not partners.in_csp(p.seller_partner_id) and partners.program(p.seller_partner_id) is not Program.SYNDICATION
 
 
 M_RULES: tuple[tuple[Callable[[AccountContext, SubscriptionPurchased], bool], Reason], ...] = (
@@ -262,6 +261,7 @@ def customer_status(ctx: AccountContext, verdicts: list[Verdict]) -> CustomerSta
     if ctx.customer_in_csp or not ctx.partner_in_csp:
         return CustomerStatus.NOT_ELIGIBLE
     for v in verdicts:
-        if v.rule in MULTICHANNEL_RULES:
+        rule = v.rule  # identity tests: enum members hash through a Python-level __hash__
+        if rule is Rule.R8 or rule is Rule.R9 or rule is Rule.R10:
             return CustomerStatus.MULTICHANNEL
     return CustomerStatus.SINGLE_CHANNEL

@@ -85,7 +85,8 @@ class StatusSnapshot(NamedTuple):
     """The last emitted customer status of an account."""
 
     status: CustomerStatus
-    decision_counts: tuple[tuple[Decision, int], ...]
+    decision_counts: tuple[tuple[str, int], ...]
+    """(decision code, count), sorted by code; zero counts absent."""
 
 
 class AccountState(NamedTuple):
@@ -111,21 +112,21 @@ def later(a: OrderKey, b: OrderKey) -> bool:
 def merge_purchase(sub: SubscriptionState, ev: SubscriptionPurchased) -> SubscriptionState:
     p = sub.purchase
     if p is None or (ev.occurred_at, ev.event_id) > (p.occurred_at, p.event_id):
-        return sub._replace(purchase=ev)
+        return SubscriptionState(sub.subscription_id, ev, sub.cancellation, sub.renewal, sub.verdict)
     return sub
 
 
 def merge_cancellation(sub: SubscriptionState, ev: SubscriptionCancelled) -> SubscriptionState:
     c = sub.cancellation
     if c is None or (ev.occurred_at, ev.event_id) < (c.occurred_at, c.event_id):
-        return sub._replace(cancellation=ev)
+        return SubscriptionState(sub.subscription_id, sub.purchase, ev, sub.renewal, sub.verdict)
     return sub
 
 
 def merge_renewal(sub: SubscriptionState, ev: SubscriptionRenewed) -> SubscriptionState:
     r = sub.renewal
     if r is None or (ev.occurred_at, ev.event_id) > (r.occurred_at, r.event_id):
-        return sub._replace(renewal=ev)
+        return SubscriptionState(sub.subscription_id, sub.purchase, sub.cancellation, ev, sub.verdict)
     return sub
 
 
