@@ -10,7 +10,7 @@ batch whose transaction aborts leaves no trace; `classify` never rolls back.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -289,6 +289,9 @@ class Classifier:
 
     def __len__(self) -> int:
         return len(self._accounts)
+
+    def __iter__(self) -> Iterator[AccountKey]:
+        return iter(list(self._accounts))
 
     def load(self, states: Iterable[AccountState]) -> None:
         """Hold restored accounts (no records): indexes and timers are rebuilt; due ones fire on the next

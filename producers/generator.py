@@ -42,8 +42,8 @@ class BadRecord:
     """A record that must end in the dead-letter topic with `reason`.
 
     `event` is the payload (a dict, or raw text for SCHEMA_MISMATCH); `key` overrides the record
-    key (KEY_MISMATCH). Offline (JSON lines) a KEY_MISMATCH record has no key to contradict, so it
-    is written as an INVALID_FIELD record instead.
+    key (KEY_MISMATCH). Offline (JSON lines) there is no key to contradict, so a KEY_MISMATCH record
+    is a valid event there.
     """
 
     reason: str
