@@ -243,13 +243,46 @@ RULES: tuple[Callable[[AccountContext, SubscriptionState], Verdict | None], ...]
 )
 
 
+# Which rules can match at all for a (channel, billing model): R3 needs channel csp, R4
+# syndication or third_party, R6/R7 csp or third_party, R8-R10 a multichannel channel; R6/R8 are
+# usage-only and R7/R9/R10 license-only. Skipping the impossible ones keeps the book's order.
+_CHANNELS_OF: dict[Callable[[AccountContext, SubscriptionState], Verdict | None], frozenset[Channel]] = {
+    rule_r3_sold_by_account_partner: frozenset({Channel.CSP}),
+    rule_r4_syndication: frozenset({Channel.SYNDICATION, Channel.THIRD_PARTY}),
+    rule_r6_azure_from_other_csp: frozenset({Channel.CSP, Channel.THIRD_PARTY}),
+    rule_r7_license_held_by_other_csp: frozenset({Channel.CSP, Channel.THIRD_PARTY}),
+    rule_r8_usage_without_migration_path: frozenset(Channel) - {Channel.CSP, Channel.SYNDICATION},
+    rule_r9_eligible_for_relationship_request: frozenset(Channel) - {Channel.CSP, Channel.SYNDICATION},
+    rule_r10_relationship_accepted: frozenset(Channel) - {Channel.CSP, Channel.SYNDICATION},
+}
+_BILLING_OF: dict[Callable[[AccountContext, SubscriptionState], Verdict | None], BillingModel] = {
+    rule_r6_azure_from_other_csp: BillingModel.USAGE,
+    rule_r8_usage_without_migration_path: BillingModel.USAGE,
+    rule_r7_license_held_by_other_csp: BillingModel.LICENSE,
+    rule_r9_eligible_for_relationship_request: BillingModel.LICENSE,
+    rule_r10_relationship_accepted: BillingModel.LICENSE,
+}
+RULES_FOR: dict[tuple[str, str], tuple[Callable[[AccountContext, SubscriptionState], Verdict | None], ...]] = {
+    (channel._value_, billing._value_): tuple(
+        rule
+        for rule in RULES
+        if channel in _CHANNELS_OF.get(rule, frozenset(Channel)) and _BILLING_OF.get(rule, billing) is billing
+    )
+    for channel in Channel
+    for billing in BillingModel
+}
+"""Keyed by the enums' raw values: an enum member's own hash is a Python-level call."""
+
+
 class RuleBookGap(Exception):
     """No rule matched: impossible for a validated purchase (every channel reaches R1-R10)."""
 
 
 def classify_subscription(ctx: AccountContext, sub: SubscriptionState) -> Verdict:
     """The first matching rule's verdict, in the rule book's precedence order."""
-    for rule in RULES:
+    p = sub.purchase
+    assert p is not None
+    for rule in RULES_FOR[p.channel._value_, p.billing_model._value_]:
         verdict = rule(ctx, sub)
         if verdict is not None:
             return verdict

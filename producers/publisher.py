@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from consumers.serde import registry_client
 from consumers.settings import Settings
+from multichannel.errors import UnknownEventType
 from multichannel.model import Event, PartnerProgramChanged
 from multichannel.parse import event_to_dict, parse_event
 from producers.serde import EventEncoder
@@ -90,3 +91,23 @@ class EventPublisher:
 
     def __exit__(self, *_exc: object) -> None:
         self.flush()
+
+
+class SubscriptionEventPublisher(EventPublisher):
+    """Publisher of subscription and relationship events only (key: customer_id)."""
+
+    def publish(self, event: Event | Mapping[str, Any]) -> Future[str]:
+        ev = event if not isinstance(event, Mapping) else parse_event(event)
+        if isinstance(ev, PartnerProgramChanged):
+            raise UnknownEventType(f"{ev.event_type} belongs on the partner topic")
+        return super().publish(ev)
+
+
+class PartnerEventPublisher(EventPublisher):
+    """Publisher of partner-change events only (key: partner_id)."""
+
+    def publish(self, event: Event | Mapping[str, Any]) -> Future[str]:
+        ev = event if not isinstance(event, Mapping) else parse_event(event)
+        if not isinstance(ev, PartnerProgramChanged):
+            raise UnknownEventType(f"{ev.event_type} belongs on the subscription topic")
+        return super().publish(ev)

@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Classify events (JSON lines on stdin) into decisions, statuses and dead letters (JSON lines on stdout)."""
         from consumers.classify_runner import classify_stream
+        from consumers.runtime import tune_gc
+
+        tune_gc()
 
         as_of_ts = parse_as_of(as_of) if as_of is not None else None
         source = input_file.open("rb") if input_file is not None else sys.stdin.buffer

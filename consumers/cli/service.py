@@ -15,7 +15,10 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_command() -> None:
         """Consume billing and partner events and emit decisions exactly once (config: MULTICHANNEL_* env)."""
+        from consumers.runtime import tune_gc
         from consumers.service import ClassifierService
+
+        tune_gc()
 
         settings = Settings()
         configure_logging(settings.log_level)
