@@ -102,6 +102,14 @@ class Settings(BaseSettings):
             self.changelog_topic: (self.input_partitions, "compact"),
         }
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as the `MULTICHANNEL_` variables that give a child process the same ones."""
+        env: dict[str, str] = {}
+        for name, raw in self.model_dump().items():
+            value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+            env[f"MULTICHANNEL_{name.upper()}"] = str(value)
+        return env
+
     def kafka_client_config(self) -> dict[str, Any]:
         """librdkafka settings shared by every client (never log the result: it holds secrets)."""
         conf: dict[str, Any] = {

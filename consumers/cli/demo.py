@@ -28,10 +28,7 @@ console = Console()
 
 def _service_env(settings: Settings, metrics_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MULTICHANNEL_")}
-    for name, raw in settings.model_dump().items():
-        value = raw.get_secret_value() if hasattr(raw, "get_secret_value") else raw
-        env[f"MULTICHANNEL_{name.upper()}"] = str(value)
-    env["MULTICHANNEL_METRICS_PORT"] = str(metrics_port)
+    env.update(settings.model_copy(update={"metrics_port": metrics_port}).to_env())
     return env
 
 

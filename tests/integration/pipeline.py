@@ -44,9 +44,7 @@ COMPARED_STATUS_FIELDS = ("status", "decision_counts", "caused_by_event_id")
 def settings_env(settings: Settings) -> dict[str, str]:
     """The MULTICHANNEL_ environment that gives a child process the same settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MULTICHANNEL_")}
-    for name, raw in settings.model_dump().items():
-        value = raw.get_secret_value() if hasattr(raw, "get_secret_value") else raw
-        env[f"MULTICHANNEL_{name.upper()}"] = str(value)
+    env.update(settings.to_env())
     return env
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from pydantic import SecretStr
+
 from consumers.settings import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -17,3 +20,10 @@ def test_readme_documents_every_setting() -> None:
 def test_readme_gives_the_two_commands_first() -> None:
     first_block = README.split("```")[1]
     assert "make run" in first_block and "make test" in first_block
+
+
+def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Settings(batch_size=17, sasl_password=SecretStr("s3cret"), application_id="app-x")
+    for key, value in original.to_env().items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == original
