@@ -26,7 +26,8 @@ class ArtifactError(Exception):
 
 
 def _mvn(args: list[str], log: Path) -> None:
-    """Run Maven from the log's directory, so nothing it writes lands in the work tree."""
+    """Run Maven from a throwaway directory: the dependency plugin leaves "already unpacked" markers
+    in its working directory, and a stale marker would make a later fetch skip the unpack."""
     mvn = shutil.which("mvn")
     if mvn is None:
         raise ArtifactError("Maven (`mvn`) is not on PATH; install Maven 3.8+ and Java 17+")
@@ -34,8 +35,8 @@ def _mvn(args: list[str], log: Path) -> None:
     repo = os.environ.get("MULTICHANNEL_MAVEN_REPO")
     if repo:
         cmd.append(f"-Dmaven.repo.local={repo}")
-    with log.open("ab") as out:
-        result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False, cwd=log.parent)
+    with log.open("ab") as out, tempfile.TemporaryDirectory(prefix="mvn-") as scratch:
+        result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False, cwd=scratch)
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise ArtifactError(f"mvn {' '.join(args[:2])} failed (exit {result.returncode}):\n{tail}")
@@ -79,7 +80,6 @@ def apicurio_home(cache_dir: Path) -> Path:
             f"{DEPENDENCY_PLUGIN}:unpack",
             f"-Dartifact=io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all",
             f"-DoutputDirectory={staging}",
-            f"-DmarkersDirectory={staging / '.markers'}",
         ],
         cache_dir / "maven-apicurio.log",
     )
