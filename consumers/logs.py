@@ -15,9 +15,11 @@ import structlog
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     """Route structlog (and the stdlib loggers of libraries) to stderr at `level`."""
     numeric = logging.getLevelName(level)
-    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # libraries log through the standard library (the registry client's HTTP requests at INFO):
+    # only their warnings reach the log unless DEBUG is asked for
+    logging.basicConfig(stream=sys.stderr, level=min(numeric, logging.WARNING), format="%(message)s")
+    if numeric > logging.DEBUG:
+        logging.getLogger().setLevel(logging.WARNING)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )

@@ -196,12 +196,13 @@ class _Session:
             self._close()
 
     def _close(self) -> None:
-        for close in (self.consumer.close, self.partners.close):
+        """Close every client; a failure here (a fenced producer re-raises on flush) must not mask
+        the error that ended the session."""
+        for close in (self.consumer.close, self.partners.close, lambda: self.producer.flush(5)):
             try:
                 close()
             except (KafkaException, RuntimeError) as exc:
                 log.warning("close_failed", error=str(exc))
-        self.producer.flush(5)
         self.metrics.partitions_owned.set(0)
 
     def _usable(self, msgs: list[Message]) -> list[Message]:

@@ -260,3 +260,31 @@ def test_ready_only_after_assignment_and_restore(settings_factory: SettingsFacto
     finally:
         if svc.alive():
             svc.kill()
+
+
+def test_fenced_instance_exits_non_zero_and_the_new_one_carries_on(
+    settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    """Two replicas wrongly given the same instance id: the newer producer fences the older one, whose
+    next transaction fails fatally; it exits 3 with a clear log line, and nothing is lost or doubled."""
+    settings = settings_factory(batch_size=50)
+    items = workload(seed=33, customers=200)
+    partners, rest = split_partner_first(items)
+    publish(settings, partners)
+    old = ServiceProcess(settings, tmp_path / "old.log", instance_id="same").start()
+    new: ServiceProcess | None = None
+    try:
+        old.wait_ready()
+        new = ServiceProcess(settings, tmp_path / "new.log", instance_id="same").start()
+        new.wait_ready()
+        publish(settings, rest)
+        assert old.proc is not None
+        assert old.proc.wait(120) == 3, old.log_tail()
+        assert "fatal_client_error" in old.log_path.read_text()
+        wait_until_processed(settings, 120, [new])
+        assert new.terminate() == 0, new.log_tail()
+    finally:
+        for svc in (old, new):
+            if svc is not None and svc.alive():
+                svc.kill()
+    assert_same_as_classify(settings, partners + rest)
