@@ -198,7 +198,7 @@ class _Session:
     def _close(self) -> None:
         """Close every client; a failure here (a fenced producer re-raises on flush) must not mask
         the error that ended the session."""
-        for close in (self.consumer.close, self.partners.close, lambda: self.producer.flush(5)):
+        for close in (self.consumer.close, self.partners.close, lambda: self.producer.flush(self.s.shutdown_timeout_s)):
             try:
                 close()
             except (KafkaException, RuntimeError) as exc:

@@ -73,7 +73,9 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="Address of the ops endpoints (0.0.0.0 in containers).")
     metrics_port: int = Field(9464, ge=0, description="Port of /metrics, /healthz and /readyz; 0 picks a free port.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level of the JSON logs.")
-    shutdown_timeout_s: float = Field(8.0, gt=0, description="Longest graceful shutdown after SIGTERM.")
+    shutdown_timeout_s: float = Field(
+        8.0, gt=0, description="Longest wait for outstanding deliveries when the service closes its producer."
+    )
 
     # --- local tooling -----------------------------------------------------------------------------
     cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="Maven repository, Kafka and Apicurio jars.")

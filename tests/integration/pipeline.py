@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from consumers.serde import Decoder, registry_client
 from consumers.settings import Settings
@@ -302,13 +300,6 @@ def _norm(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple(sorted((str(k), v) for k, v in value.items()))
     return None if value is None else str(value)
-
-
-def python() -> str:
-    return sys.executable
-
-
-__all__ = ["AdminClient"]
 
 
 def count_committed(settings: Settings, topic: str) -> int:
