@@ -14,12 +14,14 @@ from typing import IO, Any
 
 import orjson
 
+from consumers.runtime import freeze_survivors
 from multichannel.engine import Classifier, Outcome
 from multichannel.errors import InvalidEvent, SchemaMismatch
 from multichannel.parse import parse_event
 from multichannel.records import OutputRecord, SubscriptionDecision
 
 _FLUSH_BYTES = 1 << 20
+_FREEZE_EVERY = 10_000
 
 
 @dataclass
@@ -114,6 +116,8 @@ def classify_stream(
             else:
                 counts.applied += 1
             emit(step.records)
+        if number % _FREEZE_EVERY == 0:
+            freeze_survivors()
         if size >= _FLUSH_BYTES:
             out.write(b"\n".join(buf) + b"\n")
             buf.clear()

@@ -12,3 +12,11 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def freeze_survivors() -> None:
+    """Move every object alive now out of the cyclic collector's reach, at a quiet point (every few
+    thousand events, after a committed batch). What survives there is account state: acyclic, freed by
+    reference counting when replaced, so rescanning it from generation to generation is pure cost
+    (about 20% of engine time at 250,000 accounts). Cycles made later are still collected."""
+    gc.freeze()

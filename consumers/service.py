@@ -36,6 +36,7 @@ from consumers.logs import get_logger
 from consumers.messages import Headers, offset_of, partition_of
 from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
 from consumers.partner_feed import PartnerFeed
+from consumers.runtime import freeze_survivors
 from consumers.settings import Settings
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent, UnknownEventType
@@ -261,6 +262,7 @@ class _Session:
             self.partner_checkpoints = saved_checkpoints
             return
         self.classifier.commit()
+        freeze_survivors()
         self.metrics.transaction_seconds.observe(time.monotonic() - started)
         self.metrics.publish(tally)
         self.metrics.accounts_held.set(len(self.classifier))
@@ -501,6 +503,7 @@ class _Session:
             for part in restored:
                 states, checkpoints = split_restored(part, self.codec.decode_states)
                 self.classifier.load(states)
+                freeze_survivors()
                 keys = {(st.partner_id, st.customer_id) for st in states}
                 self.partition_accounts[part.partition] = keys
                 for _pid, cid in keys:
