@@ -38,8 +38,11 @@ test: lint typecheck
 run: install
 	$(BIN)/multichannel demo
 
+# The whole comparison in under 20 minutes on 2 cores; `multichannel bench` alone defaults to 1M events.
+BENCH_ARGS ?= --events 200000 --accounts 20000
 bench: install
-	$(BIN)/multichannel bench
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --group bench --python $(PYTHON)
+	$(BIN)/multichannel bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache/uv .pytest_cache .mypy_cache .ruff_cache

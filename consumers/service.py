@@ -136,11 +136,16 @@ class _Session:
         self.last_punctuate = 0.0
         self.last_lag_update = 0.0
         conf = service._client_conf
+        self.delivery_errors: list[KafkaError] = []
+        guarantee: dict[str, Any] = (
+            {"transactional.id": self.s.transactional_id, "transaction.timeout.ms": self.s.transaction_timeout_ms}
+            if self.s.exactly_once
+            else {"on_delivery": self._on_delivery}
+        )
         self.producer = Producer(
             {
                 **conf,
-                "transactional.id": self.s.transactional_id,
-                "transaction.timeout.ms": self.s.transaction_timeout_ms,
+                **guarantee,
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
@@ -160,6 +165,7 @@ class _Session:
                 "session.timeout.ms": 10_000,
                 "heartbeat.interval.ms": 1_000,
                 "max.poll.interval.ms": 300_000,
+                **({"group.instance.id": self.s.transactional_id} if self.s.static_membership else {}),
             }
         )
         self.partners = PartnerFeed(conf, self.s.partner_topic, f"{self.s.application_id}-partners")
@@ -169,7 +175,8 @@ class _Session:
         s = self.s
         timeout_s = s.transaction_timeout_ms / 1000
         try:
-            self.producer.init_transactions(max(30.0, timeout_s * 3))
+            if s.exactly_once:
+                self.producer.init_transactions(max(30.0, timeout_s * 3))
             self.partners.start()
             self._apply_partner_catch_up(self.partners.catch_up())
             self.consumer.subscribe(
@@ -241,6 +248,10 @@ class _Session:
         saved_checkpoints = dict(self.partner_checkpoints)
         self.partners.mark()
         started = time.monotonic()
+        if not s.exactly_once:
+            self._batch_at_least_once(now, records, partner_msgs, out, tally, next_offsets)
+            self._finish_batch(tally, started)
+            return
         self.producer.begin_transaction()
         try:
             self._collect(now, records, partner_msgs, out, tally)
@@ -261,12 +272,45 @@ class _Session:
             self.customer_partition = saved_customers
             self.partner_checkpoints = saved_checkpoints
             return
+        self._finish_batch(tally, started)
+
+    def _finish_batch(self, tally: BatchTally, started: float) -> None:
         self.classifier.commit()
         freeze_survivors()
         self.metrics.transaction_seconds.observe(time.monotonic() - started)
         self.metrics.publish(tally)
         self.metrics.accounts_held.set(len(self.classifier))
         self.metrics.partners_known.set(len(self.classifier.partners))
+
+    def _batch_at_least_once(
+        self,
+        now: datetime,
+        records: list[Message],
+        partner_msgs: list[Message],
+        out: BatchOutput,
+        tally: BatchTally,
+        next_offsets: dict[int, int],
+    ) -> None:
+        """Write the batch's outputs, wait for every delivery, then commit the offsets. A failed
+        delivery ends the session: the next one restores from the changelog and the committed
+        offsets, so the batch is repeated (decisions may repeat; nothing is lost)."""
+        self._collect(now, records, partner_msgs, out, tally)
+        self._produce(out, tally)
+        remaining = self.producer.flush(self.s.transaction_timeout_ms / 1000)
+        if remaining or self.delivery_errors:
+            errors = [str(e) for e in self.delivery_errors[:3]]
+            self.delivery_errors.clear()
+            raise UncertainTransaction(f"{remaining} records undelivered, delivery errors {errors}")
+        if next_offsets:
+            offsets = [TopicPartition(self.s.subscription_topic, p, o) for p, o in sorted(next_offsets.items())]
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:  # e.g. a rebalance took the partitions: repeat from the last commit
+                raise UncertainTransaction(f"offset commit failed: {kafka_error(exc)}") from exc
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self.delivery_errors.append(err)
 
     def _collect(
         self, now: datetime, records: list[Message], partner_msgs: list[Message], out: BatchOutput, tally: BatchTally

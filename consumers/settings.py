@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     instance_id: str = Field(
         "0", description="Stable id of this replica; the transactional.id is `<application id>-<instance id>`."
     )
+    processing_guarantee: Literal["exactly_once_v2", "at_least_once"] = Field(
+        "exactly_once_v2",
+        description="exactly_once_v2: one transaction per batch (outputs, changelog, offsets). at_least_once: "
+        "outputs flushed, then offsets committed; a crash can repeat a batch's decisions.",
+    )
+    static_membership: bool = Field(
+        False,
+        description="Join the group with group.instance.id = the transactional id, so that a restarted replica "
+        "takes its partitions back at once instead of after the session timeout.",
+    )
     batch_size: int = Field(2000, ge=1, description="Most input records processed in one transaction.")
     batch_timeout_ms: int = Field(100, ge=1, description="Longest wait to fill a batch.")
     transaction_timeout_ms: int = Field(
@@ -87,6 +97,10 @@ class Settings(BaseSettings):
     def changelog_topic(self) -> str:
         """The compacted state changelog, co-partitioned with the subscription topic."""
         return f"{self.application_id}-state-changelog"
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == "exactly_once_v2"
 
     @property
     def transactional_id(self) -> str:

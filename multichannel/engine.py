@@ -65,10 +65,17 @@ class Classifier:
     """Accounts, partner table, timers and indexes; see the module docstring."""
 
     def __init__(
-        self, *, dedup_window: int = 256, rulebook_version: str = RULEBOOK_VERSION, transactional: bool = True
+        self,
+        *,
+        dedup_window: int = 256,
+        rulebook_version: str = RULEBOOK_VERSION,
+        transactional: bool = True,
+        partners: PartnerTable | None = None,
     ) -> None:
-        """`transactional=False` (offline `classify`) keeps no undo log: nothing is ever rolled back."""
-        self.partners = PartnerTable(dedup_window)
+        """`transactional=False` (offline `classify`) keeps no undo log: nothing is ever rolled back.
+        `partners` shares a table between classifiers (a host that keeps accounts elsewhere and builds
+        a classifier per account)."""
+        self.partners = PartnerTable(dedup_window) if partners is None else partners
         self._transactional = transactional
         self.rulebook_version = rulebook_version
         self._window = dedup_window

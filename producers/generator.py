@@ -64,6 +64,8 @@ class WorkloadSpec:
     duplicate_rate: float = 0.01
     partner_change_rate: float = 0.05
     max_events: int | None = None
+    subscription_counts: tuple[int, ...] = (1, 1, 2, 2, 3, 4)
+    """Subscriptions per account, drawn uniformly from these (the benchmark uses larger accounts)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -170,7 +172,7 @@ class WorkloadGenerator:
             return at, {"event_type": kind, "event_id": self._next_id("ev"), "occurred_at": _ts(at), **base, **fields}
 
         first = spec.start + timedelta(days=rng.uniform(0, spec.days * 0.6), seconds=rng.randrange(86_400))
-        for s in range(rng.choice((1, 1, 2, 2, 3, 4))):
+        for s in range(rng.choice(spec.subscription_counts)):
             sid = f"S-{cid}-{pid}-{s}"
             at = first + timedelta(hours=rng.uniform(0, 240))
             channel = _pick(rng, CHANNEL_WEIGHTS)

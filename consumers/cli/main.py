@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from consumers.cli import broker, classify, demo, schemas, service, tail, topics, workload
+from consumers.cli import bench, broker, classify, demo, schemas, service, tail, topics, workload
 
 app = typer.Typer(
     name="multichannel",
@@ -13,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+bench.register(app)
 broker.register(app)
 topics.register(app)
 classify.register(app)

@@ -10,6 +10,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from consumers.settings import Settings
 from producers.generator import WorkloadGenerator, WorkloadSpec
 from tests.integration.pipeline import (
@@ -67,8 +69,14 @@ def assert_same_as_classify(settings: Settings, items: list[Any]) -> None:
     assert len(decisions) == len(want_d)
 
 
-def test_end_to_end_matches_classify(settings_factory: SettingsFactory, tmp_path: Path) -> None:
-    settings = settings_factory()
+@pytest.mark.parametrize(
+    ("guarantee", "static_membership"), [("exactly_once_v2", False), ("at_least_once", True)], ids=["eos", "alos"]
+)
+def test_end_to_end_matches_classify(
+    settings_factory: SettingsFactory, tmp_path: Path, guarantee: str, static_membership: bool
+) -> None:
+    """Both processing guarantees (and static group membership) give the offline command's output."""
+    settings = settings_factory(processing_guarantee=guarantee, static_membership=static_membership)
     items = workload(seed=7, customers=300, bad_rate=0.0)
     partners, rest = split_partner_first(items)
     publish(settings, partners)
