@@ -547,7 +547,6 @@ class _Session:
             for part in restored:
                 states, checkpoints = split_restored(part, self.codec.decode_states)
                 self.classifier.load(states)
-                freeze_survivors()
                 keys = {(st.partner_id, st.customer_id) for st in states}
                 self.partition_accounts[part.partition] = keys
                 for _pid, cid in keys:
@@ -558,6 +557,7 @@ class _Session:
                 total_accounts += len(states)
                 self.metrics.restore_seconds.observe(part.seconds)
             self.metrics.restore_records.inc(total_records)
+            freeze_survivors()
             self.owned.update(new)
             seconds = time.monotonic() - started
             log.info(

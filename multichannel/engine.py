@@ -110,6 +110,7 @@ class Classifier:
         if len(recent) > self._window:
             recent = recent[-self._window :]
         only: str | None = None
+        changed = True
         kind = type(event)
         merge = _SUBSCRIPTION_MERGES.get(kind)
         if merge is not None:
@@ -117,34 +118,27 @@ class Classifier:
             sid = sub_event.subscription_id
             old = subs.get(sid)
             new = merge(old or SubscriptionState(sid), sub_event)
-            if new is old:  # an older purchase or renewal, a later cancellation: only the window moves
-                self._put(key, AccountState(key[0], key[1], rel, admin, subs, status, recent))
-                return Step(Outcome.APPLIED, [])
-            subs = dict(subs)
-            subs[sid] = new
-            if kind is SubscriptionPurchased:
-                seller = cast(SubscriptionPurchased, event).seller_partner_id
-                if seller is not None:
-                    self._by_seller.setdefault(seller, set()).add(key)
-            if kind is not SubscriptionCancelled:
-                self._schedule(new, key, clock)
-            only = sid
+            changed = new is not old
+            if changed:
+                subs = dict(subs)
+                subs[sid] = new
+                if kind is SubscriptionPurchased:
+                    seller = cast(SubscriptionPurchased, event).seller_partner_id
+                    if seller is not None:
+                        self._by_seller.setdefault(seller, set()).add(key)
+                if kind is not SubscriptionCancelled:
+                    self._schedule(new, key, clock)
+                only = sid
         elif kind is RelationshipAccepted or kind is RelationshipEnded:
             flag = merge_flag(rel, kind is RelationshipAccepted, event.occurred_at, event.event_id)
-            if flag is rel:
-                self._put(key, AccountState(key[0], key[1], rel, admin, subs, status, recent))
-                return Step(Outcome.APPLIED, [])
-            rel = flag
+            changed, rel = flag is not rel, flag
         else:
             flag = merge_flag(admin, kind is DelegatedAdminGranted, event.occurred_at, event.event_id)
-            if flag is admin:
-                self._put(key, AccountState(key[0], key[1], rel, admin, subs, status, recent))
-                return Step(Outcome.APPLIED, [])
-            admin = flag
+            changed, admin = flag is not admin, flag
+        state = AccountState(key[0], key[1], rel, admin, subs, status, recent)
         records: list[OutputRecord] = []
-        state = self._evaluate(
-            AccountState(key[0], key[1], rel, admin, subs, status, recent), clock, event.event_id, records, only
-        )
+        if changed:  # else an older purchase, renewal or flag, or a later cancellation: only the window moved
+            state = self._evaluate(state, clock, event.event_id, records, only)
         self._put(key, state)
         return Step(Outcome.APPLIED, records)
 
