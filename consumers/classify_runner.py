@@ -15,7 +15,7 @@ from typing import IO, Any
 import orjson
 
 from consumers.runtime import freeze_survivors
-from multichannel.engine import Classifier, Outcome
+from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent, SchemaMismatch
 from multichannel.parse import parse_event
 from multichannel.records import OutputRecord, SubscriptionDecision
@@ -60,6 +60,9 @@ def record_to_json(record: OutputRecord) -> bytes:
     }
     for k, v in record.to_dict().items():
         out[k] = _json_value(v)
+    counts = out.get("decision_counts")
+    if counts is not None:
+        out["decision_counts"] = dict(sorted(counts.items()))
     return orjson.dumps(out)
 
 
@@ -110,12 +113,12 @@ def classify_stream(
             if clock is None or event.occurred_at > clock:
                 clock = event.occurred_at
                 emit(engine.fire_due(clock))
-            step = engine.apply(event, clock)
-            if step.outcome is Outcome.DUPLICATE:
+            records = engine.apply(event, clock)
+            if records is None:
                 counts.duplicates += 1
             else:
                 counts.applied += 1
-            emit(step.records)
+                emit(records)
         if number % _FREEZE_EVERY == 0:
             freeze_survivors()
         if size >= _FLUSH_BYTES:

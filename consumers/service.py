@@ -356,9 +356,12 @@ class _Session:
             if event.customer_id not in self.customer_partition:
                 self.customer_partition[event.customer_id] = p
             self.partition_accounts.setdefault(p, set()).add((event.partner_id, event.customer_id))
-            step = self.classifier.apply(event, now)
-            tally.outcomes[step.outcome.value] += 1
-            self._emit(step.records, out, tally)
+            emitted = self.classifier.apply(event, now)
+            if emitted is None:
+                tally.outcomes["duplicate"] += 1
+            else:
+                tally.outcomes["applied"] += 1
+                self._emit(emitted, out, tally)
 
     def _apply_partner_messages(
         self, msgs: Sequence[Message], now: datetime, out: BatchOutput | None, tally: BatchTally | None
@@ -373,12 +376,12 @@ class _Session:
                 )
                 self.partner_dead_letters.setdefault(partition_of(msg), []).append((msg, error))
                 continue
-            step = self.classifier.apply(item, now)
+            records = self.classifier.apply(item, now)
             if tally is not None:
                 tally.events_in["partner", item.event_type] += 1
-                tally.outcomes[step.outcome.value] += 1
-                if out is not None:
-                    self._emit(step.records, out, tally)
+                tally.outcomes["duplicate" if records is None else "applied"] += 1
+                if out is not None and records:
+                    self._emit(records, out, tally)
 
     def _apply_partner_catch_up(self, msgs: list[Message]) -> None:
         """Build the table before any account is held: nothing to emit yet (bad records wait for their

@@ -3,62 +3,45 @@ return the records to emit.
 
 `Classifier` holds the accounts, the partner table, the term-end timers and the reverse indexes
 that route a partner change to exactly the accounts it can affect. It is pure: the clock is a
-parameter of every call. The Kafka service adds an undo log on top (`commit`/`rollback`), so a
-batch whose transaction aborts leaves no trace; `classify` never rolls back.
+parameter of every call. Accounts are changed in place (`multichannel.state.Account`); with
+`transactional=True` (the Kafka service) the first change of an account in a batch keeps a
+snapshot of it, so that `rollback` can put it back and `commit` can hand the changed accounts to
+the changelog. `classify` never rolls back and keeps no snapshots.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, cast
 
 from multichannel.model import (
     RULEBOOK_VERSION,
     AccountEvent,
     AccountKey,
     DelegatedAdminGranted,
+    DelegatedAdminRevoked,
     Event,
     PartnerProgramChanged,
-    Program,
     RelationshipAccepted,
     RelationshipEnded,
     SubscriptionCancelled,
     SubscriptionPurchased,
     SubscriptionRenewed,
 )
-from multichannel.partners import PartnerTable
+from multichannel.partners import ABSENT, PartnerTable
 from multichannel.records import CustomerStatusRecord, OutputRecord, SubscriptionDecision
 from multichannel.rules import AccountContext, classify_subscription, customer_status
-from multichannel.state import (
-    AccountState,
-    StatusSnapshot,
-    SubscriptionState,
-    Verdict,
-    merge_cancellation,
-    merge_flag,
-    merge_purchase,
-    merge_renewal,
-)
+from multichannel.state import Account, AccountState, Subscription, merge_flag
 
-Timer = tuple[datetime, str, str, str]
-"""(deadline, partner_id, customer_id, subscription_id): the rule book's firing order."""
+Bucket = list[AccountKey]
+"""The accounts that had a subscription ending at one deadline when it was scheduled (a renewal or
+a cancellation may have moved it since: checked when the deadline fires)."""
 
 
-class Outcome(StrEnum):
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-
-
-@dataclass(slots=True)
-class Step:
-    """What one event did: applied or duplicate, and the records to emit (in emission order)."""
-
-    outcome: Outcome
-    records: list[OutputRecord] = field(default_factory=list)
+Step = list[OutputRecord] | None
+"""What one event did: the records to emit (in emission order, possibly none) when it was applied,
+None when it was a duplicate."""
 
 
 class Classifier:
@@ -79,245 +62,300 @@ class Classifier:
         self._transactional = transactional
         self.rulebook_version = rulebook_version
         self._window = dedup_window
-        self._accounts: dict[AccountKey, AccountState] = {}
-        self._by_partner: dict[str, set[AccountKey]] = {}
+        self._accounts: dict[AccountKey, Account] = {}
+        # Reverse indexes. An account is indexed by partner and customer once, when it is opened or
+        # restored (lists: appending is cheaper than hashing into a set); a seller is recorded per purchase.
+        self._by_partner: dict[str, list[AccountKey]] = {}
+        self._by_customer: dict[str, list[AccountKey]] = {}
         self._by_seller: dict[str, set[AccountKey]] = {}
-        self._by_customer: dict[str, set[AccountKey]] = {}
-        self._timers: list[Timer] = []
-        self._undo: dict[AccountKey, AccountState | None] = {}
-        self._popped: list[Timer] = []
+        self._deadlines: list[datetime] = []  # a heap of the distinct pending deadlines
+        self._due_at: dict[datetime, Bucket] = {}  # deadline -> accounts; few distinct days, many accounts
+        self._undo: dict[AccountKey, AccountState | None] = {}  # snapshot before the batch's first change
+        self._popped: list[tuple[datetime, Bucket]] = []
 
     # ------------------------------------------------------------------ events
     def apply(self, event: Event, clock: datetime) -> Step:
-        """Apply one valid event at `clock` (the caller fires due timers first)."""
-        if isinstance(event, PartnerProgramChanged):
-            return self._apply_partner(event, clock)
-        return self._apply_account(event, clock)
-
-    def _apply_account(self, event: AccountEvent, clock: datetime) -> Step:
-        key = (event.partner_id, event.customer_id)
-        state = self._accounts.get(key)
-        if state is None:
-            rel = admin = status = None
-            subs: dict[str, SubscriptionState] = {}
-            recent: tuple[str, ...] = ()
-            self._index_account(key)
-        else:
-            if event.event_id in state.recent_event_ids:
-                return Step(Outcome.DUPLICATE)
-            _pid, _cid, rel, admin, subs, status, recent = state
-        recent = recent + (event.event_id,)
-        if len(recent) > self._window:
-            recent = recent[-self._window :]
-        only: str | None = None
-        changed = True
+        """Apply one valid event at `clock` (the caller fires due timers first): its records, or None for a
+        duplicate."""
         kind = type(event)
-        merge = _SUBSCRIPTION_MERGES.get(kind)
-        if merge is not None:
-            sub_event = cast(SubscriptionEvent, event)
-            sid = sub_event.subscription_id
-            old = subs.get(sid)
-            new = merge(old or SubscriptionState(sid), sub_event)
-            changed = new is not old
-            if changed:
-                subs = dict(subs)
-                subs[sid] = new
-                if kind is SubscriptionPurchased:
-                    seller = cast(SubscriptionPurchased, event).seller_partner_id
-                    if seller is not None:
-                        self._by_seller.setdefault(seller, set()).add(key)
-                if kind is not SubscriptionCancelled:
-                    self._schedule(new, key, clock)
-                only = sid
-        elif kind is RelationshipAccepted or kind is RelationshipEnded:
-            flag = merge_flag(rel, kind is RelationshipAccepted, event.occurred_at, event.event_id)
-            changed, rel = flag is not rel, flag
-        else:
-            flag = merge_flag(admin, kind is DelegatedAdminGranted, event.occurred_at, event.event_id)
-            changed, admin = flag is not admin, flag
-        state = AccountState(key[0], key[1], rel, admin, subs, status, recent)
+        if kind is SubscriptionPurchased or kind is SubscriptionCancelled or kind is SubscriptionRenewed:
+            return self._apply_subscription(event, clock)  # type: ignore[arg-type]
+        if kind is PartnerProgramChanged:
+            return self._apply_partner(event, clock)  # type: ignore[arg-type]
+        return self._apply_flag(event, clock)  # type: ignore[arg-type]
+
+    def _account_for(self, event: AccountEvent) -> Account | None:
+        """The event's account (opened if new) with the event id remembered; None for a duplicate."""
+        key = (event.partner_id, event.customer_id)
+        acct = self._accounts.get(key)
+        eid = event.event_id
+        if acct is None:
+            acct = self._accounts[key] = Account(key[0], key[1])
+            self._index_account(key)
+            if self._transactional:
+                self._undo.setdefault(key, None)
+        elif eid in acct.recent:
+            return None
+        elif self._transactional:
+            self._touch(key, acct)
+        recent = acct.recent
+        recent.append(eid)
+        if len(recent) > self._window:
+            del recent[0]
+        return acct
+
+    def _apply_subscription(
+        self, event: SubscriptionPurchased | SubscriptionCancelled | SubscriptionRenewed, clock: datetime
+    ) -> Step:
+        """The hot path (most events): merge the event into its subscription; when that changed it,
+        classify that subscription alone."""
+        acct = self._account_for(event)
+        if acct is None:
+            return None
         records: list[OutputRecord] = []
-        if changed:  # else an older purchase, renewal or flag, or a later cancellation: only the window moved
-            state = self._evaluate(state, clock, event.event_id, records, only)
-        self._put(key, state)
-        return Step(Outcome.APPLIED, records)
+        sid = event.subscription_id
+        subs = acct.subscriptions
+        sub = subs.get(sid)
+        if sub is None:
+            sub = subs[sid] = Subscription(sid)
+        kind = type(event)
+        if kind is SubscriptionPurchased:
+            changed = sub.merge_purchase(event)  # type: ignore[arg-type]
+            seller = event.seller_partner_id  # type: ignore[union-attr]
+            if changed and seller is not None:
+                sellers = self._by_seller.get(seller)
+                if sellers is None:
+                    self._by_seller[seller] = {(acct.partner_id, acct.customer_id)}
+                else:
+                    sellers.add((acct.partner_id, acct.customer_id))
+        elif kind is SubscriptionCancelled:
+            changed = sub.merge_cancellation(event)  # type: ignore[arg-type]
+        else:
+            changed = sub.merge_renewal(event)  # type: ignore[arg-type]
+        # else an older purchase or renewal, or a later cancellation: only the dedup window moved
+        if changed and sub.purchase is not None:
+            deadline = sub.deadline
+            if deadline is not None and deadline > clock:
+                bucket = self._due_at.get(deadline)
+                if bucket is None:
+                    self._schedule(deadline, (acct.partner_id, acct.customer_id))
+                else:
+                    bucket.append((acct.partner_id, acct.customer_id))
+            self._evaluate_one(acct, sub, clock, event.event_id, records)
+        return records
+
+    def _apply_flag(
+        self,
+        event: RelationshipAccepted | RelationshipEnded | DelegatedAdminGranted | DelegatedAdminRevoked,
+        clock: datetime,
+    ) -> Step:
+        acct = self._account_for(event)
+        if acct is None:
+            return None
+        records: list[OutputRecord] = []
+        kind = type(event)
+        if kind is RelationshipAccepted or kind is RelationshipEnded:
+            old = acct.relationship
+            acct.relationship = merge_flag(old, kind is RelationshipAccepted, event.occurred_at, event.event_id)
+            changed = acct.relationship is not old
+        else:
+            old = acct.delegated_admin
+            acct.delegated_admin = merge_flag(old, kind is DelegatedAdminGranted, event.occurred_at, event.event_id)
+            changed = acct.delegated_admin is not old
+        if changed:  # else an older flag event: only the dedup window moved
+            self._evaluate(acct, clock, event.event_id, records)
+        return records
 
     def _apply_partner(self, event: PartnerProgramChanged, clock: datetime) -> Step:
         duplicate, changed = self.partners.apply(event)
         if duplicate:
-            return Step(Outcome.DUPLICATE)
+            return None
         records: list[OutputRecord] = []
         if changed:
+            accounts = self._accounts
             for key in sorted(self.affected_by_partner(event.partner_id)):
-                state = self._accounts.get(key)
-                if state is not None:
-                    self._put(key, self._evaluate(state, clock, event.event_id, records))
-        return Step(Outcome.APPLIED, records)
+                acct = accounts.get(key)
+                if acct is not None:
+                    if self._transactional:
+                        self._touch(key, acct)
+                    self._evaluate(acct, clock, event.event_id, records)
+        return records
 
     def affected_by_partner(self, partner_id: str) -> set[AccountKey]:
         """Accounts held where the partner is the account partner, a seller, or the customer."""
-        return (
-            self._by_partner.get(partner_id, set())
-            | self._by_seller.get(partner_id, set())
-            | self._by_customer.get(partner_id, set())
-        )
+        affected = set(self._by_partner.get(partner_id, ()))
+        affected.update(self._by_seller.get(partner_id, ()))
+        affected.update(self._by_customer.get(partner_id, ()))
+        return affected
 
     # ------------------------------------------------------------------ timers
-    def _schedule(self, sub: SubscriptionState, key: AccountKey, clock: datetime) -> None:
-        deadline = sub.deadline
-        if deadline is not None and deadline > clock:
-            heapq.heappush(self._timers, (deadline, key[0], key[1], sub.subscription_id))
+    def _schedule(self, deadline: datetime, key: AccountKey) -> None:
+        bucket = self._due_at.get(deadline)
+        if bucket is None:
+            self._due_at[deadline] = [key]
+            heapq.heappush(self._deadlines, deadline)
+        else:
+            bucket.append(key)
 
     def next_deadline(self) -> datetime | None:
-        """The earliest pending deadline (possibly of a timer that turns out stale when due)."""
-        return self._timers[0][0] if self._timers else None
+        """The earliest pending deadline (possibly one whose subscriptions have moved on when it is due)."""
+        return self._deadlines[0] if self._deadlines else None
 
     def fire_due(self, clock: datetime) -> list[OutputRecord]:
-        """Fire every timer due at or before `clock`: one step per deadline instant, accounts in
-        (partner_id, customer_id) order, each evaluated at the deadline (decided_at = deadline)."""
+        """Fire every deadline due at or before `clock`, earliest first: one step per deadline instant,
+        accounts in (partner_id, customer_id) order, each evaluated at the deadline (decided_at = deadline)."""
         records: list[OutputRecord] = []
-        timers = self._timers
-        while timers and timers[0][0] <= clock:
-            deadline = timers[0][0]
+        deadlines, accounts = self._deadlines, self._accounts
+        while deadlines and deadlines[0] <= clock:
+            deadline = heapq.heappop(deadlines)
+            bucket = self._due_at.pop(deadline)
+            if self._transactional:
+                self._popped.append((deadline, bucket))
             due: set[AccountKey] = set()
-            while timers and timers[0][0] == deadline:
-                timer = heapq.heappop(timers)
-                if self._transactional:
-                    self._popped.append(timer)
-                _, pid, cid, sid = timer
-                state = self._accounts.get((pid, cid))
-                sub = state.subscriptions.get(sid) if state is not None else None
-                if sub is not None and sub.deadline == deadline:
-                    due.add((pid, cid))
+            for key in bucket:
+                acct = accounts.get(key)
+                if acct is not None and any(sub.deadline == deadline for sub in acct.subscriptions.values()):
+                    due.add(key)
             for key in sorted(due):
-                self._put(key, self._evaluate(self._accounts[key], deadline, None, records))
+                acct = accounts[key]
+                if self._transactional:
+                    self._touch(key, acct)
+                self._evaluate(acct, deadline, None, records)
         return records
 
     # ------------------------------------------------------------------ evaluation
-    def _context(self, state: AccountState, clock: datetime) -> AccountContext:
+    def _context(self, acct: Account, clock: datetime) -> AccountContext:
         partners = self.partners
-        entry = partners.entry(state.partner_id)
-        customer = partners.entry(state.customer_id)
-        rel, admin = state.relationship, state.delegated_admin
-        providers: tuple[str, ...]
-        if entry is None:
-            program, partner_in_csp, providers = Program.NONE, False, ()
-        else:
-            program, partner_in_csp, providers = entry.program, entry.in_csp, entry.indirect_provider_ids
+        entries = partners.entries
+        entry = entries.get(acct.partner_id, ABSENT)
+        rel, admin = acct.relationship, acct.delegated_admin
         return AccountContext(  # positional: keyword arguments cost measurably here
-            state.partner_id,
-            program,
-            partner_in_csp,
-            customer is not None and customer.in_csp,
-            providers,
+            acct.partner_id,
+            entry.program,
+            entry.in_csp,
+            entries.get(acct.customer_id, ABSENT).in_csp,
+            entry.indirect_provider_ids,
             rel is not None and rel.active,
             admin is not None and admin.active,
             clock,
             partners,
         )
 
-    def _evaluate(
-        self,
-        state: AccountState,
-        clock: datetime,
-        cause: str | None,
-        records: list[OutputRecord],
-        only: str | None = None,
-    ) -> AccountState:
-        """Classify every purchased subscription (or `only` that one: a subscription event changes
-        nothing the others depend on, and their stored verdicts are current because due timers fire
-        before events); append what changed (decisions in subscription_id order, then the status) to
-        `records`; return the state with the new last-emitted values."""
-        pid, cid, rel, admin, subs, status, recent = state
-        if not subs:
-            return state
-        ctx = self._context(state, clock)
-        verdicts: list[Verdict] = []
-        counts: dict[str, int] = {}
-        new_subs: dict[str, SubscriptionState] | None = None
+    def _evaluate_one(
+        self, acct: Account, sub: Subscription, clock: datetime, cause: str, records: list[OutputRecord]
+    ) -> None:
+        """Classify the one subscription an event changed. Nothing the others depend on moved, and their
+        stored verdicts are current because due timers fire before events: the counts and the
+        multichannel tally of the account say the rest of the status."""
+        ctx = self._context(acct, clock)
+        verdict = classify_subscription(ctx, sub)
+        old = sub.verdict
+        if verdict == old:
+            return
+        sub.verdict = verdict
+        moved = acct.reclassified(old, verdict)
         version = self.rulebook_version
+        pid = acct.partner_id
+        cid = acct.customer_id
+        records.append(SubscriptionDecision(pid, cid, sub.subscription_id, *verdict, clock, cause, version))
+        status = customer_status(ctx, acct.multichannel > 0)
+        if moved or status is not acct.status:
+            acct.status = status
+            records.append(CustomerStatusRecord(pid, cid, status, acct.decision_counts(), clock, cause, version))
+
+    def _evaluate(self, acct: Account, clock: datetime, cause: str | None, records: list[OutputRecord]) -> None:
+        """Classify every purchased subscription; append what changed (decisions in subscription_id
+        order, then the status) to `records`."""
+        subs = acct.subscriptions
+        if not subs:
+            return
+        ctx = self._context(acct, clock)
+        version = self.rulebook_version
+        pid, cid = acct.partner_id, acct.customer_id
+        left: list[str] = []  # decision codes that changed, before and after: the counts moved unless
+        came: list[str] = []  # the two are the same multiset
+        classified = False
         for sid in sorted(subs) if len(subs) > 1 else subs:
             sub = subs[sid]
             if sub.purchase is None:
                 continue
-            if only is None or sid == only or sub.verdict is None:
-                verdict = classify_subscription(ctx, sub)
-            else:
-                verdict = sub.verdict
-            verdicts.append(verdict)
-            decision = verdict[0]._value_  # a plain str: cheap to hash
-            counts[decision] = counts.get(decision, 0) + 1
-            if verdict != sub.verdict:
-                if new_subs is None:
-                    new_subs = dict(subs)
-                new_subs[sid] = SubscriptionState(sid, sub.purchase, sub.cancellation, sub.renewal, verdict)
-                records.append(
-                    SubscriptionDecision(
-                        pid,
-                        cid,
-                        sid,
-                        verdict[0],
-                        verdict[1],
-                        verdict[2],
-                        verdict[3],
-                        verdict[4],
-                        verdict[5],
-                        clock,
-                        cause,
-                        version,
-                    )
-                )
-        if not verdicts:
-            return state
-        snapshot = StatusSnapshot(customer_status(ctx, verdicts), tuple(sorted(counts.items())))
-        if snapshot != status:
-            records.append(
-                CustomerStatusRecord(pid, cid, snapshot.status, dict(snapshot.decision_counts), clock, cause, version)
-            )
-        elif new_subs is None:
-            return state
-        return AccountState(pid, cid, rel, admin, subs if new_subs is None else new_subs, snapshot, recent)
+            classified = True
+            verdict = classify_subscription(ctx, sub)
+            old = sub.verdict
+            if verdict != old:
+                sub.verdict = verdict
+                if acct.reclassified(old, verdict):
+                    left.append("" if old is None else old[0]._value_)
+                    came.append(verdict[0]._value_)
+                records.append(SubscriptionDecision(pid, cid, sid, *verdict, clock, cause, version))
+        if not classified:
+            return
+        status = customer_status(ctx, acct.multichannel > 0)
+        if status is not acct.status or (left and sorted(left) != sorted(came)):
+            acct.status = status
+            records.append(CustomerStatusRecord(pid, cid, status, acct.decision_counts(), clock, cause, version))
 
     def reconcile(self, clock: datetime, keys: Iterable[AccountKey] | None = None) -> list[OutputRecord]:
         """Re-evaluate accounts against the current partner table and emit what differs from their
         last emitted records (after a restart, the table may have moved on since the state was saved).
         The cause is the latest partner event among the partners the account depends on."""
         records: list[OutputRecord] = []
-        for key in sorted(self._accounts if keys is None else keys):
-            state = self._accounts.get(key)
-            if state is None:
+        accounts = self._accounts
+        for key in sorted(accounts if keys is None else keys):
+            acct = accounts.get(key)
+            if acct is None:
                 continue
+            if self._transactional:
+                self._touch(key, acct)
             mark = len(records)
-            new = self._evaluate(state, clock, None, records)
+            self._evaluate(acct, clock, None, records)
             if len(records) > mark:
-                cause = self._partner_cause(state)
+                cause = self._partner_cause(acct)
                 if cause is not None:
-                    records[mark:] = [_with_cause(r, cause) for r in records[mark:]]
-                self._put(key, new)
+                    for r in records[mark:]:
+                        r.caused_by_event_id = cause
         return records
 
-    def _partner_cause(self, state: AccountState) -> str | None:
-        ids = {state.partner_id, state.customer_id}
-        for sub in state.subscriptions.values():
+    def _partner_cause(self, acct: Account) -> str | None:
+        ids = {acct.partner_id, acct.customer_id}
+        for sub in acct.subscriptions.values():
             if sub.purchase is not None and sub.purchase.seller_partner_id is not None:
                 ids.add(sub.purchase.seller_partner_id)
         entries = [e for e in (self.partners.entry(i) for i in ids) if e is not None]
         return max(entries, key=lambda e: e.order).event_id if entries else None
 
     # ------------------------------------------------------------------ storage and transactions
-    def _put(self, key: AccountKey, state: AccountState) -> None:
-        if self._transactional:
-            undo = self._undo
-            if key not in undo:
-                undo[key] = self._accounts.get(key)
-        self._accounts[key] = state
+    def _touch(self, key: AccountKey, acct: Account) -> None:
+        """Keep the account's snapshot before the batch's first change of it."""
+        if key not in self._undo:
+            self._undo[key] = acct.snapshot()
 
     def _index_account(self, key: AccountKey) -> None:
-        self._by_partner.setdefault(key[0], set()).add(key)
-        self._by_customer.setdefault(key[1], set()).add(key)
+        """Index a key not held before (a new or a restored account)."""
+        for index, name in ((self._by_partner, key[0]), (self._by_customer, key[1])):
+            members = index.get(name)
+            if members is None:
+                index[name] = [key]
+            else:
+                members.append(key)
+
+    def _unindex_accounts(self, keys: set[AccountKey]) -> None:
+        """Take accounts that are no longer held out of the partner and customer indexes: one pass per
+        index list, not one list search per key."""
+        for index, position in ((self._by_partner, 0), (self._by_customer, 1)):
+            for name in {key[position] for key in keys}:
+                members = index.get(name)
+                if members is not None:
+                    kept = [key for key in members if key not in keys]
+                    if kept:
+                        index[name] = kept
+                    else:
+                        del index[name]
 
     def get(self, key: AccountKey) -> AccountState | None:
-        return self._accounts.get(key)
+        """A snapshot of the account, or None."""
+        acct = self._accounts.get(key)
+        return None if acct is None else acct.snapshot()
 
     def keys(self) -> list[AccountKey]:
         return list(self._accounts)
@@ -333,32 +371,34 @@ class Classifier:
         `fire_due`."""
         for state in states:
             key = (state.partner_id, state.customer_id)
-            self._accounts[key] = state
-            self._index_account(key)
-            for sub in state.subscriptions.values():
+            if key not in self._accounts:
+                self._index_account(key)
+            acct = self._accounts[key] = Account.restore(state)
+            for sub in acct.subscriptions.values():
                 p = sub.purchase
                 if p is not None and p.seller_partner_id is not None:
                     self._by_seller.setdefault(p.seller_partner_id, set()).add(key)
-                deadline = sub.deadline
-                if deadline is not None:
-                    heapq.heappush(self._timers, (deadline, key[0], key[1], sub.subscription_id))
+                if sub.deadline is not None:
+                    self._schedule(sub.deadline, key)
 
     def drop(self, keys: Iterable[AccountKey]) -> None:
-        """Forget accounts (their partition was revoked); indexes and timers are checked on use."""
-        for key in keys:
-            self._accounts.pop(key, None)
+        """Forget accounts (their partition was revoked); the seller index and timers are checked on use."""
+        dropped = {key for key in keys if self._accounts.pop(key, None) is not None}
+        for key in dropped:
             self._undo.pop(key, None)
-            for index, name in ((self._by_partner, key[0]), (self._by_customer, key[1])):
-                members = index.get(name)
-                if members is not None:
-                    members.discard(key)
-                    if not members:
-                        del index[name]
+        self._unindex_accounts(dropped)
 
     def pending_changes(self) -> dict[AccountKey, AccountState]:
-        """Accounts changed since the last commit or rollback, with their current state."""
+        """Accounts changed since the last commit or rollback, as snapshots."""
+        changes: dict[AccountKey, AccountState] = {}
         accounts = self._accounts
-        return {key: accounts[key] for key, old in self._undo.items() if key in accounts and accounts[key] is not old}
+        for key, old in self._undo.items():
+            acct = accounts.get(key)
+            if acct is not None:
+                now = acct.snapshot()
+                if now != old:
+                    changes[key] = now
+        return changes
 
     def commit(self) -> dict[AccountKey, AccountState]:
         """Make the changes since the last commit permanent; returns them."""
@@ -370,51 +410,21 @@ class Classifier:
 
     def rollback(self) -> None:
         """Undo every change since the last commit: accounts, partner table, fired timers."""
+        opened: set[AccountKey] = set()
         for key, old in self._undo.items():
             if old is None:
-                self._accounts.pop(key, None)
+                if self._accounts.pop(key, None) is not None:
+                    opened.add(key)
             else:
-                self._accounts[key] = old
+                self._accounts[key] = Account.restore(old)
+        self._unindex_accounts(opened)
         self._undo.clear()
-        for timer in self._popped:
-            heapq.heappush(self._timers, timer)
+        for deadline, bucket in self._popped:
+            pending = self._due_at.get(deadline)
+            if pending is None:
+                self._due_at[deadline] = bucket
+                heapq.heappush(self._deadlines, deadline)
+            else:
+                pending.extend(bucket)
         self._popped.clear()
         self.partners.rollback()
-
-
-def _with_cause(record: OutputRecord, cause: str) -> OutputRecord:
-    if isinstance(record, SubscriptionDecision):
-        return SubscriptionDecision(
-            record.partner_id,
-            record.customer_id,
-            record.subscription_id,
-            record.decision,
-            record.reason,
-            record.rule,
-            record.next_actions,
-            record.blocked_until,
-            record.relationship_via_partner_ids,
-            record.decided_at,
-            cause,
-            record.rulebook_version,
-        )
-    return CustomerStatusRecord(
-        record.partner_id,
-        record.customer_id,
-        record.status,
-        record.decision_counts,
-        record.decided_at,
-        cause,
-        record.rulebook_version,
-    )
-
-
-SubscriptionEvent = SubscriptionPurchased | SubscriptionCancelled | SubscriptionRenewed
-
-_SUBSCRIPTION_MERGES: dict[type[AccountEvent], Callable[[SubscriptionState, Any], SubscriptionState]] = {
-    SubscriptionPurchased: merge_purchase,
-    SubscriptionCancelled: merge_cancellation,
-    SubscriptionRenewed: merge_renewal,
-}
-"""Order-independent folds of one subscription event into its state (see multichannel.state),
-keyed by the event's exact type: one dict lookup instead of an isinstance chain."""

@@ -7,6 +7,7 @@ roll an aborted batch back.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from multichannel.model import CSP_PROGRAMS, OrderKey, PartnerProgramChanged, Program
@@ -22,42 +23,41 @@ class PartnerEntry(NamedTuple):
     """Precomputed: enum members hash through a Python-level __hash__, too slow per lookup."""
 
 
+ABSENT = PartnerEntry(Program.NONE, (), (datetime.min.replace(tzinfo=UTC), ""), "", (), False)
+"""What a partner absent from the table reads as: program `none` [choice]."""
+
+
 class PartnerTable:
     """Program lookups for the rules, and the merge of partner-change events."""
 
-    __slots__ = ("_dedup_window", "_entries", "_undo")
+    __slots__ = ("_dedup_window", "_undo", "entries")
 
     def __init__(self, dedup_window: int = 256) -> None:
-        self._entries: dict[str, PartnerEntry] = {}
+        self.entries: dict[str, PartnerEntry] = {}
+        """partner id -> entry; read it directly on hot paths, change it only through `apply`."""
         self._undo: dict[str, PartnerEntry | None] = {}
         self._dedup_window = dedup_window
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def program(self, partner_id: str | None) -> Program:
-        if partner_id is None:
-            return Program.NONE
-        entry = self._entries.get(partner_id)
-        return Program.NONE if entry is None else entry.program
+        return ABSENT.program if partner_id is None else self.entries.get(partner_id, ABSENT).program
 
     def in_csp(self, partner_id: str | None) -> bool:
-        if partner_id is None:
-            return False
-        entry = self._entries.get(partner_id)
-        return entry is not None and entry.in_csp
+        return partner_id is not None and self.entries.get(partner_id, ABSENT).in_csp
 
     def providers(self, partner_id: str) -> tuple[str, ...]:
-        entry = self._entries.get(partner_id)
+        entry = self.entries.get(partner_id)
         return () if entry is None else entry.indirect_provider_ids
 
     def entry(self, partner_id: str) -> PartnerEntry | None:
-        return self._entries.get(partner_id)
+        return self.entries.get(partner_id)
 
     def apply(self, event: PartnerProgramChanged) -> tuple[bool, bool]:
         """Merge one event; returns (duplicate, changed): changed when the program or providers moved."""
         pid = event.partner_id
-        old = self._entries.get(pid)
+        old = self.entries.get(pid)
         if old is not None and event.event_id in old.recent_event_ids:
             return True, False
         recent = ((old.recent_event_ids if old else ()) + (event.event_id,))[-self._dedup_window :]
@@ -69,7 +69,7 @@ class PartnerTable:
         else:
             new = old._replace(recent_event_ids=recent)
         self._remember(pid, old)
-        self._entries[pid] = new
+        self.entries[pid] = new
         changed = old is None or (old.program, old.indirect_provider_ids) != (new.program, new.indirect_provider_ids)
         return False, changed
 
@@ -83,7 +83,7 @@ class PartnerTable:
     def rollback(self) -> None:
         for pid, old in self._undo.items():
             if old is None:
-                self._entries.pop(pid, None)
+                self.entries.pop(pid, None)
             else:
-                self._entries[pid] = old
+                self.entries[pid] = old
         self._undo.clear()

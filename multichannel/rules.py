@@ -24,9 +24,23 @@ from multichannel.model import (
     SubscriptionPurchased,
 )
 from multichannel.partners import PartnerTable
-from multichannel.state import SubscriptionState, Verdict, term_deadline
+from multichannel.state import Subscription, Verdict
 
 A = NextAction
+
+# Enum members bound once as module constants: reading `Channel.CSP` goes through the enum class's
+# Python-level attribute lookup (about 70 ns in CPython 3.11), and the rules read them for every
+# subscription they classify.
+LICENSE, USAGE = BillingModel.LICENSE, BillingModel.USAGE
+MICROSOFT_DIRECT, OPEN, ENTERPRISE_AGREEMENT = Channel.MICROSOFT_DIRECT, Channel.OPEN, Channel.ENTERPRISE_AGREEMENT
+ADVISOR_CHANNEL, CSP_CHANNEL, THIRD_PARTY = Channel.ADVISOR, Channel.CSP, Channel.THIRD_PARTY
+SYNDICATION_CHANNEL = Channel.SYNDICATION
+SYNDICATION_PROGRAM, RESELLER = Program.SYNDICATION, Program.CSP_INDIRECT_RESELLER
+ELIGIBLE, BLOCKED = Decision.ELIGIBLE_FOR_RELATIONSHIP_REQUEST, Decision.BLOCKED_UNTIL_TERM_END
+_R7, _R9, _R10 = Rule.R7, Rule.R9, Rule.R10
+_R7_REASON = Reason.LICENSE_HELD_BY_OTHER_CSP_PARTNER
+_R10_REASON = Reason.LICENSE_NOT_SWITCHABLE_BEFORE_TERM_END
+_NO_PROVIDER = Reason.RESELLER_WITHOUT_INDIRECT_PROVIDER
 
 V_R1 = Verdict(Decision.RESALE_NOT_PERMITTED, Reason.CUSTOMER_IS_CSP_PARTNER, Rule.R1, (), None, ())
 V_R2 = Verdict(Decision.NOT_APPLICABLE, Reason.PARTNER_NOT_IN_CSP, Rule.R2, (), None, ())
@@ -66,9 +80,6 @@ R9_NO_PROVIDER_ACTIONS = (A.LINK_INDIRECT_PROVIDER,)
 R10_ACTIONS = (A.SUPPORT_UNDER_RELATIONSHIP, A.WAIT_FOR_TERM_END_OR_CANCELLATION)
 DELEGATED_ADMIN_ACTION = (A.REQUEST_DELEGATED_ADMIN_FOR_RESELLER,)
 
-MULTICHANNEL_RULES = frozenset({Rule.R8, Rule.R9, Rule.R10})
-ACCOUNT_RULES = frozenset({Rule.R1, Rule.R2})
-
 
 @dataclass(slots=True)
 class AccountContext:
@@ -87,83 +98,76 @@ class AccountContext:
 
 def _other_csp_seller(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
     """Channel `csp` (seller not P, R3 came first), or `third_party` whose seller is in CSP."""
-    if p.channel is Channel.CSP:
+    if p.channel is CSP_CHANNEL:
         return p.seller_partner_id != ctx.partner_id
-    return p.channel is Channel.THIRD_PARTY and ctx.partners.in_csp(p.seller_partner_id)
+    return p.channel is THIRD_PARTY and ctx.partners.in_csp(p.seller_partner_id)
 
 
-def rule_r1_customer_is_csp_partner(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+def rule_r1_customer_is_csp_partner(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     return V_R1 if ctx.customer_in_csp else None
 
 
-def rule_r2_partner_not_in_csp(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+def rule_r2_partner_not_in_csp(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     return None if ctx.partner_in_csp else V_R2
 
 
-def rule_r3_sold_by_account_partner(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+def rule_r3_sold_by_account_partner(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     p = sub.purchase
     assert p is not None
-    return V_R3 if p.channel is Channel.CSP and p.seller_partner_id == ctx.partner_id else None
+    return V_R3 if p.channel is CSP_CHANNEL and p.seller_partner_id == ctx.partner_id else None
 
 
-def rule_r4_syndication(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+def rule_r4_syndication(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     p = sub.purchase
     assert p is not None
-    if p.channel is Channel.SYNDICATION:
+    if p.channel is SYNDICATION_CHANNEL:
         return V_R4
-    if p.channel is Channel.THIRD_PARTY and ctx.partners.program(p.seller_partner_id) is Program.SYNDICATION:
+    if p.channel is THIRD_PARTY and ctx.partners.program(p.seller_partner_id) is SYNDICATION_PROGRAM:
         return V_R4
     return None
 
 
-def rule_r5_ended(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+def rule_r5_ended(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     if sub.cancellation is not None:
         return V_R5_CANCELLED
-    end = sub.term_end
-    if end is not None and ctx.clock >= term_deadline(end):
+    deadline = sub.deadline  # 00:00 UTC of the term end in force (None for usage)
+    if deadline is not None and ctx.clock >= deadline:
         return V_R5_TERM_ENDED
     return None
 
 
-def rule_r6_azure_from_other_csp(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+def rule_r6_azure_from_other_csp(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     p = sub.purchase
     assert p is not None
-    if p.billing_model is BillingModel.USAGE and _other_csp_seller(ctx, p):
+    if p.billing_model is USAGE and _other_csp_seller(ctx, p):
         return V_R6
     return None
 
 
-def rule_r7_license_held_by_other_csp(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+def rule_r7_license_held_by_other_csp(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     p = sub.purchase
     assert p is not None
-    if p.billing_model is BillingModel.LICENSE and _other_csp_seller(ctx, p):
-        return Verdict(
-            Decision.BLOCKED_UNTIL_TERM_END,
-            Reason.LICENSE_HELD_BY_OTHER_CSP_PARTNER,
-            Rule.R7,
-            R7_ACTIONS,
-            sub.term_end,
-            (),
-        )
+    if p.billing_model is LICENSE and _other_csp_seller(ctx, p):
+        return Verdict(BLOCKED, _R7_REASON, _R7, R7_ACTIONS, sub.term_end, ())
     return None
 
 
 def rule_m1_microsoft_or_volume(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
     c = p.channel
-    if c is Channel.MICROSOFT_DIRECT or c is Channel.OPEN or c is Channel.ENTERPRISE_AGREEMENT:
+    if c is MICROSOFT_DIRECT or c is OPEN or c is ENTERPRISE_AGREEMENT:
         return True
-    return c is Channel.ADVISOR and p.seller_partner_id != ctx.partner_id
+    return c is ADVISOR_CHANNEL and p.seller_partner_id != ctx.partner_id
 
 
 def rule_m2_partner_as_advisor(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
-    return p.channel is Channel.ADVISOR and p.seller_partner_id == ctx.partner_id and ctx.partner_in_csp
+    return p.channel is ADVISOR_CHANNEL and p.seller_partner_id == ctx.partner_id and ctx.partner_in_csp
 
 
 def rule_m3_non_csp_third_party(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
-    if p.channel is not Channel.THIRD_PARTY:
+    if p.channel is not THIRD_PARTY:
         return False
     partners = ctx.partners
-    return not partners.in_csp(p.seller_partner_id) and partners.program(p.seller_partner_id) is not Program.SYNDICATION
+    return not partners.in_csp(p.seller_partner_id) and partners.program(p.seller_partner_id) is not SYNDICATION_PROGRAM
 
 
 M_RULES: tuple[tuple[Callable[[AccountContext, SubscriptionPurchased], bool], Reason], ...] = (
@@ -181,55 +185,44 @@ def multichannel_reason(ctx: AccountContext, p: SubscriptionPurchased) -> Reason
     return None
 
 
-def rule_r8_usage_without_migration_path(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+def rule_r8_usage_without_migration_path(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     p = sub.purchase
     assert p is not None
-    if p.billing_model is BillingModel.USAGE and multichannel_reason(ctx, p) is not None:
+    if p.billing_model is USAGE and multichannel_reason(ctx, p) is not None:
         return V_R8
     return None
 
 
-def _is_reseller(ctx: AccountContext) -> bool:
-    return ctx.partner_program is Program.CSP_INDIRECT_RESELLER
-
-
-def rule_r9_eligible_for_relationship_request(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+def rule_r9_eligible_for_relationship_request(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     p = sub.purchase
     assert p is not None
-    if p.billing_model is not BillingModel.LICENSE or ctx.relationship:
+    if p.billing_model is not LICENSE or ctx.relationship:
         return None
     reason = multichannel_reason(ctx, p)
     if reason is None:
         return None
-    decision, rule, end = Decision.ELIGIBLE_FOR_RELATIONSHIP_REQUEST, Rule.R9, sub.term_end
-    if not _is_reseller(ctx):
-        return Verdict(decision, reason, rule, R9_DIRECT_ACTIONS, end, ())
+    end = sub.term_end
+    if ctx.partner_program is not RESELLER:
+        return Verdict(ELIGIBLE, reason, _R9, R9_DIRECT_ACTIONS, end, ())
     if not ctx.providers:
-        return Verdict(decision, Reason.RESELLER_WITHOUT_INDIRECT_PROVIDER, rule, R9_NO_PROVIDER_ACTIONS, end, ())
+        return Verdict(ELIGIBLE, _NO_PROVIDER, _R9, R9_NO_PROVIDER_ACTIONS, end, ())
     actions = R9_RESELLER_ACTIONS if ctx.delegated_admin else R9_RESELLER_ACTIONS + DELEGATED_ADMIN_ACTION
-    return Verdict(decision, reason, rule, actions, end, ctx.providers)
+    return Verdict(ELIGIBLE, reason, _R9, actions, end, ctx.providers)
 
 
-def rule_r10_relationship_accepted(ctx: AccountContext, sub: SubscriptionState) -> Verdict | None:
+def rule_r10_relationship_accepted(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     p = sub.purchase
     assert p is not None
-    if p.billing_model is not BillingModel.LICENSE or not ctx.relationship:
+    if p.billing_model is not LICENSE or not ctx.relationship:
         return None
     if multichannel_reason(ctx, p) is None:
         return None
-    reseller = _is_reseller(ctx)
+    reseller = ctx.partner_program is RESELLER
     actions = R10_ACTIONS + DELEGATED_ADMIN_ACTION if reseller and not ctx.delegated_admin else R10_ACTIONS
-    return Verdict(
-        Decision.BLOCKED_UNTIL_TERM_END,
-        Reason.LICENSE_NOT_SWITCHABLE_BEFORE_TERM_END,
-        Rule.R10,
-        actions,
-        sub.term_end,
-        ctx.providers if reseller else (),
-    )
+    return Verdict(BLOCKED, _R10_REASON, _R10, actions, sub.term_end, ctx.providers if reseller else ())
 
 
-RULES: tuple[Callable[[AccountContext, SubscriptionState], Verdict | None], ...] = (
+RULES: tuple[Callable[[AccountContext, Subscription], Verdict | None], ...] = (
     rule_r1_customer_is_csp_partner,
     rule_r2_partner_not_in_csp,
     rule_r3_sold_by_account_partner,
@@ -246,7 +239,7 @@ RULES: tuple[Callable[[AccountContext, SubscriptionState], Verdict | None], ...]
 # Which rules can match at all for a (channel, billing model): R3 needs channel csp, R4
 # syndication or third_party, R6/R7 csp or third_party, R8-R10 a multichannel channel; R6/R8 are
 # usage-only and R7/R9/R10 license-only. Skipping the impossible ones keeps the book's order.
-_CHANNELS_OF: dict[Callable[[AccountContext, SubscriptionState], Verdict | None], frozenset[Channel]] = {
+_CHANNELS_OF: dict[Callable[[AccountContext, Subscription], Verdict | None], frozenset[Channel]] = {
     rule_r3_sold_by_account_partner: frozenset({Channel.CSP}),
     rule_r4_syndication: frozenset({Channel.SYNDICATION, Channel.THIRD_PARTY}),
     rule_r6_azure_from_other_csp: frozenset({Channel.CSP, Channel.THIRD_PARTY}),
@@ -255,14 +248,14 @@ _CHANNELS_OF: dict[Callable[[AccountContext, SubscriptionState], Verdict | None]
     rule_r9_eligible_for_relationship_request: frozenset(Channel) - {Channel.CSP, Channel.SYNDICATION},
     rule_r10_relationship_accepted: frozenset(Channel) - {Channel.CSP, Channel.SYNDICATION},
 }
-_BILLING_OF: dict[Callable[[AccountContext, SubscriptionState], Verdict | None], BillingModel] = {
+_BILLING_OF: dict[Callable[[AccountContext, Subscription], Verdict | None], BillingModel] = {
     rule_r6_azure_from_other_csp: BillingModel.USAGE,
     rule_r8_usage_without_migration_path: BillingModel.USAGE,
     rule_r7_license_held_by_other_csp: BillingModel.LICENSE,
     rule_r9_eligible_for_relationship_request: BillingModel.LICENSE,
     rule_r10_relationship_accepted: BillingModel.LICENSE,
 }
-RULES_FOR: dict[tuple[str, str], tuple[Callable[[AccountContext, SubscriptionState], Verdict | None], ...]] = {
+RULES_FOR: dict[tuple[str, str], tuple[Callable[[AccountContext, Subscription], Verdict | None], ...]] = {
     (channel._value_, billing._value_): tuple(
         rule
         for rule in RULES
@@ -278,7 +271,7 @@ class RuleBookGap(Exception):
     """No rule matched: impossible for a validated purchase (every channel reaches R1-R10)."""
 
 
-def classify_subscription(ctx: AccountContext, sub: SubscriptionState) -> Verdict:
+def classify_subscription(ctx: AccountContext, sub: Subscription) -> Verdict:
     """The first matching rule's verdict, in the rule book's precedence order."""
     p = sub.purchase
     assert p is not None
@@ -289,12 +282,13 @@ def classify_subscription(ctx: AccountContext, sub: SubscriptionState) -> Verdic
     raise RuleBookGap(f"no rule matched subscription {sub.subscription_id}")
 
 
-def customer_status(ctx: AccountContext, verdicts: list[Verdict]) -> CustomerStatus:
-    """NOT_ELIGIBLE when R1 or R2 applies; MULTICHANNEL when a decision comes from R8-R10; else SINGLE_CHANNEL."""
+def customer_status(ctx: AccountContext, any_multichannel: bool) -> CustomerStatus:
+    """NOT_ELIGIBLE when R1 or R2 applies; MULTICHANNEL when a decision comes from R8-R10
+    (`any_multichannel`); else SINGLE_CHANNEL."""
     if ctx.customer_in_csp or not ctx.partner_in_csp:
-        return CustomerStatus.NOT_ELIGIBLE
-    for v in verdicts:
-        rule = v.rule  # identity tests: enum members hash through a Python-level __hash__
-        if rule is Rule.R8 or rule is Rule.R9 or rule is Rule.R10:
-            return CustomerStatus.MULTICHANNEL
-    return CustomerStatus.SINGLE_CHANNEL
+        return _NOT_ELIGIBLE
+    return _MULTICHANNEL if any_multichannel else _SINGLE_CHANNEL
+
+
+_NOT_ELIGIBLE, _MULTICHANNEL = CustomerStatus.NOT_ELIGIBLE, CustomerStatus.MULTICHANNEL
+_SINGLE_CHANNEL = CustomerStatus.SINGLE_CHANNEL

@@ -69,7 +69,7 @@ def main() -> None:
         if clock is None or ev.occurred_at > clock:
             clock = ev.occurred_at
             records.extend(engine.fire_due(clock))
-        records.extend(engine.apply(ev, clock).records)
+        records.extend(engine.apply(ev, clock) or ())
     t_engine = time.perf_counter() - t
 
     t = time.perf_counter()

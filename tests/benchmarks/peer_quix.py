@@ -132,14 +132,14 @@ def main() -> None:
         stored = state.get(event.partner_id)
         if stored is not None:
             engine.load([state_from_record(_from_json(stored))])
-        step = engine.apply(event, datetime.now(UTC))
-        if step.outcome.value == "applied":
+        records = engine.apply(event, datetime.now(UTC))
+        if records is not None:
             account = engine.get((event.partner_id, event.customer_id))
             assert account is not None
             state.set(event.partner_id, _to_json(state_to_record(account)))
         return [
             {"kind": "decision" if isinstance(r, SubscriptionDecision) else "status", "record": r.to_dict()}
-            for r in step.records
+            for r in records or ()
         ]
 
     sdf = app.dataframe(source)

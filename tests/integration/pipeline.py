@@ -271,7 +271,7 @@ def expected_outputs(items: Iterable[dict[str, Any] | BadRecord]) -> tuple[list[
             continue
         clock = ev.occurred_at if clock is None else max(clock, ev.occurred_at)
         records.extend(engine.fire_due(clock))
-        records.extend(engine.apply(ev, clock).records)
+        records.extend(engine.apply(ev, clock) or ())
     for r in records:
         (decisions if isinstance(r, SubscriptionDecision) else statuses).append(r.to_dict())
     return decisions, statuses
