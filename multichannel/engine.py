@@ -163,6 +163,7 @@ class Classifier:
             acct.delegated_admin = merge_flag(old, kind is DelegatedAdminGranted, event.occurred_at, event.event_id)
             changed = acct.delegated_admin is not old
         if changed:  # else an older flag event: only the dedup window moved
+            acct.context = None
             self._evaluate(acct, clock, event.event_id, records)
         return records
 
@@ -178,6 +179,7 @@ class Classifier:
                 if acct is not None:
                     if self._transactional:
                         self._touch(key, acct)
+                    acct.context = None
                     self._evaluate(acct, clock, event.event_id, records)
         return records
 
@@ -225,21 +227,29 @@ class Classifier:
 
     # ------------------------------------------------------------------ evaluation
     def _context(self, acct: Account, clock: datetime) -> AccountContext:
-        partners = self.partners
-        entries = partners.entries
-        entry = entries.get(acct.partner_id, ABSENT)
-        rel, admin = acct.relationship, acct.delegated_admin
-        return AccountContext(  # positional: keyword arguments cost measurably here
-            acct.partner_id,
-            entry.program,
-            entry.in_csp,
-            entries.get(acct.customer_id, ABSENT).in_csp,
-            entry.indirect_provider_ids,
-            rel is not None and rel.active,
-            admin is not None and admin.active,
-            clock,
-            partners,
-        )
+        """The account as the rules see it at `clock`. Kept on the account between events and built
+        again after what it is made of changed: a flag event or a partner change of the account's
+        partner or customer clears it (a restored account starts without one)."""
+        ctx = acct.context
+        if ctx is None:
+            partners = self.partners
+            entries = partners.entries
+            entry = entries.get(acct.partner_id, ABSENT)
+            rel, admin = acct.relationship, acct.delegated_admin
+            ctx = acct.context = AccountContext(  # positional: keyword arguments cost measurably here
+                acct.partner_id,
+                entry.program,
+                entry.in_csp,
+                entries.get(acct.customer_id, ABSENT).in_csp,
+                entry.indirect_provider_ids,
+                rel is not None and rel.active,
+                admin is not None and admin.active,
+                clock,
+                partners,
+            )
+        else:
+            ctx.clock = clock
+        return ctx
 
     def _evaluate_one(
         self, acct: Account, sub: Subscription, clock: datetime, cause: str, records: list[OutputRecord]

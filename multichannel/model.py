@@ -1,7 +1,8 @@
 """The vocabulary of the rule book and the contract: enums, input events, account keys.
 
-Events are immutable and cheap (slotted frozen dataclasses, built once per input record by
-`multichannel.parse`); timestamps are UTC-aware datetimes truncated to milliseconds, as Avro's
+Events are cheap slotted dataclasses, built once per input record by `multichannel.parse` and never
+changed after (not frozen: a frozen dataclass's init costs a setattr call per field, five times the
+time); timestamps are UTC-aware datetimes truncated to milliseconds, as Avro's
 `timestamp-millis` carries them.
 """
 
@@ -121,7 +122,7 @@ OrderKey = tuple[datetime, str]
 """(occurred_at, event_id): "later" in the rule book; equal times are ordered by event id."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubscriptionPurchased:
     event_id: str
     occurred_at: datetime
@@ -138,7 +139,7 @@ class SubscriptionPurchased:
     event_type: EventType = EventType.SUBSCRIPTION_PURCHASED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubscriptionCancelled:
     event_id: str
     occurred_at: datetime
@@ -148,7 +149,7 @@ class SubscriptionCancelled:
     event_type: EventType = EventType.SUBSCRIPTION_CANCELLED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SubscriptionRenewed:
     event_id: str
     occurred_at: datetime
@@ -159,7 +160,7 @@ class SubscriptionRenewed:
     event_type: EventType = EventType.SUBSCRIPTION_RENEWED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RelationshipAccepted:
     event_id: str
     occurred_at: datetime
@@ -168,7 +169,7 @@ class RelationshipAccepted:
     event_type: EventType = EventType.RELATIONSHIP_ACCEPTED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RelationshipEnded:
     event_id: str
     occurred_at: datetime
@@ -177,7 +178,7 @@ class RelationshipEnded:
     event_type: EventType = EventType.RELATIONSHIP_ENDED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DelegatedAdminGranted:
     event_id: str
     occurred_at: datetime
@@ -186,7 +187,7 @@ class DelegatedAdminGranted:
     event_type: EventType = EventType.DELEGATED_ADMIN_GRANTED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DelegatedAdminRevoked:
     event_id: str
     occurred_at: datetime
@@ -195,7 +196,7 @@ class DelegatedAdminRevoked:
     event_type: EventType = EventType.DELEGATED_ADMIN_REVOKED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PartnerProgramChanged:
     event_id: str
     occurred_at: datetime

@@ -34,6 +34,7 @@ _CHANNEL = {m.value: m for m in Channel}
 _PROGRAM = {m.value: m for m in Program}
 _SELLER_REQUIRED = frozenset({Channel.CSP, Channel.THIRD_PARTY})
 _SELLER_OPTIONAL = frozenset({Channel.ADVISOR, Channel.SYNDICATION})
+_LICENSE, _RESELLER = BillingModel.LICENSE, Program.CSP_INDIRECT_RESELLER  # enum class attribute reads are slow
 
 
 def _id(obj: Mapping[str, Any], name: str) -> str:
@@ -111,7 +112,7 @@ def _purchased(obj: Mapping[str, Any], event_id: str, at: datetime, pid: str, ci
     quantity: int | None = None
     term_start: date | None = None
     term_end: date | None = None
-    if billing is BillingModel.LICENSE:
+    if billing is _LICENSE:
         q = obj.get("quantity")
         if q is None:
             raise InvalidField("quantity is required for a license-based subscription")
@@ -141,7 +142,7 @@ def _build(obj: Mapping[str, Any], kind: str, event_id: str, at: datetime) -> Ev
         pid = _id(obj, "partner_id")
         program: Program = _enum(obj, "program", _PROGRAM)
         providers: tuple[str, ...] = ()
-        if program is Program.CSP_INDIRECT_RESELLER:
+        if program is _RESELLER:
             raw = obj.get("indirect_provider_ids")
             if raw is None:
                 raw = []

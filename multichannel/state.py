@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from multichannel.model import (
     BillingModel,
@@ -27,6 +27,9 @@ from multichannel.model import (
     SubscriptionPurchased,
     SubscriptionRenewed,
 )
+
+if TYPE_CHECKING:
+    from multichannel.rules import AccountContext
 
 
 class Verdict(NamedTuple):
@@ -182,6 +185,7 @@ class Account:
     emitted one."""
 
     __slots__ = (
+        "context",
         "customer_id",
         "delegated_admin",
         "multichannel",
@@ -201,6 +205,8 @@ class Account:
         self.status: CustomerStatus | None = None
         self.recent: list[str] = []
         self.multichannel = 0
+        self.context: AccountContext | None = None
+        """The rules' view of the account, kept by the engine between events (see Classifier._context)."""
 
     def reclassified(self, old: Verdict | None, new: Verdict) -> bool:
         """Account for one subscription's verdict moving from `old` to `new`; True when its decision
