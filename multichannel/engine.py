@@ -63,11 +63,12 @@ class Classifier:
         self.rulebook_version = rulebook_version
         self._window = dedup_window
         self._accounts: dict[AccountKey, Account] = {}
-        # Reverse indexes. An account is indexed by partner and customer once, when it is opened or
-        # restored (lists: appending is cheaper than hashing into a set); a seller is recorded per purchase.
+        # Reverse indexes, append-only lists (appending is cheaper than hashing into a large set). An
+        # account is indexed by partner and customer once, when it is opened or restored; by seller
+        # once per purchase that names one (an account may stand there more than once).
         self._by_partner: dict[str, list[AccountKey]] = {}
         self._by_customer: dict[str, list[AccountKey]] = {}
-        self._by_seller: dict[str, set[AccountKey]] = {}
+        self._by_seller: dict[str, list[AccountKey]] = {}
         self._deadlines: list[datetime] = []  # a heap of the distinct pending deadlines
         self._due_at: dict[datetime, Bucket] = {}  # deadline -> accounts; few distinct days, many accounts
         self._undo: dict[AccountKey, AccountState | None] = {}  # snapshot before the batch's first change
@@ -125,9 +126,9 @@ class Classifier:
             if changed and seller is not None:
                 sellers = self._by_seller.get(seller)
                 if sellers is None:
-                    self._by_seller[seller] = {(acct.partner_id, acct.customer_id)}
+                    self._by_seller[seller] = [(acct.partner_id, acct.customer_id)]
                 else:
-                    sellers.add((acct.partner_id, acct.customer_id))
+                    sellers.append((acct.partner_id, acct.customer_id))
         elif kind is SubscriptionCancelled:
             changed = sub.merge_cancellation(event)  # type: ignore[arg-type]
         else:
@@ -351,7 +352,7 @@ class Classifier:
 
     def _unindex_accounts(self, keys: set[AccountKey]) -> None:
         """Take accounts that are no longer held out of the partner and customer indexes: one pass per
-        index list, not one list search per key."""
+        index list, not one list search per key. (The seller index is checked on use.)"""
         for index, position in ((self._by_partner, 0), (self._by_customer, 1)):
             for name in {key[position] for key in keys}:
                 members = index.get(name)
@@ -387,7 +388,7 @@ class Classifier:
             for sub in acct.subscriptions.values():
                 p = sub.purchase
                 if p is not None and p.seller_partner_id is not None:
-                    self._by_seller.setdefault(p.seller_partner_id, set()).add(key)
+                    self._by_seller.setdefault(p.seller_partner_id, []).append(key)
                 if sub.deadline is not None:
                     self._schedule(sub.deadline, key)
 

@@ -454,6 +454,43 @@ CASES = [
         "2028-01-01",
     ),
     Case(
+        "R9-renewal-arriving-first-with-an-earlier-time-applied-on-purchase",
+        direct(
+            account("subscription_renewed", at="2026-02-01T00:00:00Z", subscription_id="S1", term_end="2028-01-01"),
+            buy("open", at="2026-03-01T00:00:00Z"),
+        ),
+        "R9",
+        "ELIGIBLE_FOR_RELATIONSHIP_REQUEST",
+        M1,
+        ["SEND_RELATIONSHIP_REQUEST"],
+        "2028-01-01",
+    ),
+    Case(
+        "R9-latest-renewal-wins-over-an-earlier-one-arriving-later",
+        direct(
+            buy("open"),
+            account("subscription_renewed", at="2026-05-01T00:00:00Z", subscription_id="S1", term_end="2029-01-01"),
+            account("subscription_renewed", at="2026-04-01T00:00:00Z", subscription_id="S1", term_end="2028-01-01"),
+        ),
+        "R9",
+        "ELIGIBLE_FOR_RELATIONSHIP_REQUEST",
+        M1,
+        ["SEND_RELATIONSHIP_REQUEST"],
+        "2029-01-01",
+    ),
+    Case(
+        "R5-renewal-revives-a-term-that-had-ended",
+        direct(
+            buy("open", term_end="2026-06-01"),
+            account("subscription_renewed", at="2026-07-01T00:00:00Z", subscription_id="S1", term_end="2027-06-01"),
+        ),
+        "R9",
+        "ELIGIBLE_FOR_RELATIONSHIP_REQUEST",
+        M1,
+        ["SEND_RELATIONSHIP_REQUEST"],
+        "2027-06-01",
+    ),
+    Case(
         "R9-later-second-purchase-replaces-attributes",
         direct(buy("open"), buy("open", at="2026-04-01T00:00:00Z", term_end="2029-01-01")),
         "R9",
