@@ -7,7 +7,7 @@ UV := .cache/uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck unit integration bench clean
+.PHONY: install run test lint typecheck unit integration bench bench-classify clean
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv
@@ -43,6 +43,10 @@ BENCH_ARGS ?= --events 200000 --accounts 20000
 bench: install
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --group bench --python $(PYTHON)
 	$(BIN)/multichannel bench $(BENCH_ARGS)
+
+# The rule engine alone and the classify command end to end, on a generated 1,000,000-event stream (about 3 minutes).
+bench-classify: install
+	$(BIN)/python -m tests.benchmarks.bench_classify
 
 clean:
 	rm -rf $(VENV) .cache/uv .pytest_cache .mypy_cache .ruff_cache

@@ -58,6 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--repeat", type=int, default=3, help="engine passes; the fastest is reported")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = ap.parse_args()
     tune_gc()
@@ -92,9 +93,13 @@ def main() -> None:
     del lines  # the engine is measured on a heap that holds its input events, as it would in a stream
     gc.collect()
     freeze_survivors()  # the benchmark's own event list is not the engine's heap
-    t = time.perf_counter()
-    produced = _engine_pass(events, None)
-    t_engine = time.perf_counter() - t
+    passes: list[float] = []
+    for _ in range(args.repeat):  # the best of a few passes, each on a new engine: the machine is shared
+        t = time.perf_counter()
+        produced = _engine_pass(events, None)
+        passes.append(time.perf_counter() - t)
+        gc.collect()
+    t_engine = min(passes)
 
     records: list[Any] = []
     _engine_pass(events, records)  # again, keeping the records, for the output timing alone
@@ -117,6 +122,7 @@ def main() -> None:
         "valid_events": counts.applied + counts.duplicates,
         "records": produced,
         "engine_events_per_s": round((counts.applied + counts.duplicates) / t_engine),
+        "engine_passes_events_per_s": [round((counts.applied + counts.duplicates) / p) for p in passes],
         "classify_events_per_s": round(n / t_total),
         "split_seconds": split,
         "json_share": round(json_side / (json_side + t_engine), 3),
@@ -127,7 +133,8 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(f"{n} events ({result['valid_events']} valid), {produced} records")
-    print(f"engine only:       {result['engine_events_per_s']:>10,} events/s")
+    runs = ", ".join(f"{v:,}" for v in result["engine_passes_events_per_s"])
+    print(f"engine only:       {result['engine_events_per_s']:>10,} events/s (best of {len(passes)}: {runs})")
     print(f"classify command:  {result['classify_events_per_s']:>10,} events/s end to end")
     for part, seconds in split.items():
         print(f"  {part:<18} {seconds:8.3f} s")
