@@ -20,7 +20,6 @@ from multichannel.model import (
     AccountEvent,
     AccountKey,
     DelegatedAdminGranted,
-    DelegatedAdminRevoked,
     Event,
     PartnerProgramChanged,
     RelationshipAccepted,
@@ -78,15 +77,14 @@ class Classifier:
     def apply(self, event: Event, clock: datetime) -> Step:
         """Apply one valid event at `clock` (the caller fires due timers first): its records, or None for a
         duplicate."""
-        kind = type(event)
-        if kind is SubscriptionPurchased or kind is SubscriptionCancelled or kind is SubscriptionRenewed:
-            return self._apply_subscription(event, clock)  # type: ignore[arg-type]
-        if kind is PartnerProgramChanged:
-            return self._apply_partner(event, clock)  # type: ignore[arg-type]
-        return self._apply_flag(event, clock)  # type: ignore[arg-type]
+        if type(event) is PartnerProgramChanged:
+            return self._apply_partner(event, clock)
+        return self._apply_account(event, clock)  # type: ignore[arg-type]
 
-    def _account_for(self, event: AccountEvent) -> Account | None:
-        """The event's account (opened if new) with the event id remembered; None for a duplicate."""
+    def _apply_account(self, event: AccountEvent, clock: datetime) -> Step:
+        """The hot path (most events): find or open the account, drop a duplicate, merge the event;
+        a subscription event that changed its subscription classifies that subscription alone, a
+        flag that changed re-classifies the account."""
         key = (event.partner_id, event.customer_id)
         acct = self._accounts.get(key)
         eid = event.event_id
@@ -103,69 +101,52 @@ class Classifier:
         recent.append(eid)
         if len(recent) > self._window:
             del recent[0]
-        return acct
-
-    def _apply_subscription(
-        self, event: SubscriptionPurchased | SubscriptionCancelled | SubscriptionRenewed, clock: datetime
-    ) -> Step:
-        """The hot path (most events): merge the event into its subscription; when that changed it,
-        classify that subscription alone."""
-        acct = self._account_for(event)
-        if acct is None:
-            return None
-        records: list[OutputRecord] = []
-        sid = event.subscription_id
-        subs = acct.subscriptions
-        sub = subs.get(sid)
-        if sub is None:
-            sub = subs[sid] = Subscription(sid)
-        kind = type(event)
-        if kind is SubscriptionPurchased:
-            changed = sub.merge_purchase(event)  # type: ignore[arg-type]
-            seller = event.seller_partner_id  # type: ignore[union-attr]
-            if changed and seller is not None:
-                sellers = self._by_seller.get(seller)
-                if sellers is None:
-                    self._by_seller[seller] = [(acct.partner_id, acct.customer_id)]
-                else:
-                    sellers.append((acct.partner_id, acct.customer_id))
-        elif kind is SubscriptionCancelled:
-            changed = sub.merge_cancellation(event)  # type: ignore[arg-type]
-        else:
-            changed = sub.merge_renewal(event)  # type: ignore[arg-type]
-        # else an older purchase or renewal, or a later cancellation: only the dedup window moved
-        if changed and sub.purchase is not None:
-            deadline = sub.deadline
-            if deadline is not None and deadline > clock:
-                bucket = self._due_at.get(deadline)
-                if bucket is None:
-                    self._schedule(deadline, (acct.partner_id, acct.customer_id))
-                else:
-                    bucket.append((acct.partner_id, acct.customer_id))
-            self._evaluate_one(acct, sub, clock, event.event_id, records)
-        return records
-
-    def _apply_flag(
-        self,
-        event: RelationshipAccepted | RelationshipEnded | DelegatedAdminGranted | DelegatedAdminRevoked,
-        clock: datetime,
-    ) -> Step:
-        acct = self._account_for(event)
-        if acct is None:
-            return None
         records: list[OutputRecord] = []
         kind = type(event)
+        if kind is SubscriptionPurchased or kind is SubscriptionCancelled or kind is SubscriptionRenewed:
+            sid = event.subscription_id  # type: ignore[union-attr]
+            subs = acct.subscriptions
+            sub = subs.get(sid)
+            if kind is SubscriptionPurchased:
+                if sub is None:
+                    sub = subs[sid] = Subscription(sid, event)  # type: ignore[arg-type]
+                    changed = True
+                else:
+                    changed = sub.merge_purchase(event)  # type: ignore[arg-type]
+                seller = event.seller_partner_id  # type: ignore[union-attr]
+                if changed and seller is not None:
+                    sellers = self._by_seller.get(seller)
+                    if sellers is None:
+                        self._by_seller[seller] = [key]
+                    else:
+                        sellers.append(key)
+            else:
+                if sub is None:
+                    sub = subs[sid] = Subscription(sid)
+                merge = sub.merge_cancellation if kind is SubscriptionCancelled else sub.merge_renewal
+                changed = merge(event)  # type: ignore[arg-type]
+            # else an older purchase or renewal, or a later cancellation: only the dedup window moved
+            if changed and sub.purchase is not None:
+                deadline = sub.deadline
+                if deadline is not None and deadline > clock:
+                    bucket = self._due_at.get(deadline)
+                    if bucket is None:
+                        self._schedule(deadline, key)
+                    else:
+                        bucket.append(key)
+                self._evaluate_one(acct, sub, clock, eid, records)
+            return records
         if kind is RelationshipAccepted or kind is RelationshipEnded:
             old = acct.relationship
-            acct.relationship = merge_flag(old, kind is RelationshipAccepted, event.occurred_at, event.event_id)
+            acct.relationship = merge_flag(old, kind is RelationshipAccepted, event.occurred_at, eid)
             changed = acct.relationship is not old
         else:
             old = acct.delegated_admin
-            acct.delegated_admin = merge_flag(old, kind is DelegatedAdminGranted, event.occurred_at, event.event_id)
+            acct.delegated_admin = merge_flag(old, kind is DelegatedAdminGranted, event.occurred_at, eid)
             changed = acct.delegated_admin is not old
         if changed:  # else an older flag event: only the dedup window moved
             acct.context = None
-            self._evaluate(acct, clock, event.event_id, records)
+            self._evaluate(acct, clock, eid, records)
         return records
 
     def _apply_partner(self, event: PartnerProgramChanged, clock: datetime) -> Step:
@@ -258,7 +239,11 @@ class Classifier:
         """Classify the one subscription an event changed. Nothing the others depend on moved, and their
         stored verdicts are current because due timers fire before events: the counts and the
         multichannel tally of the account say the rest of the status."""
-        ctx = self._context(acct, clock)
+        ctx = acct.context
+        if ctx is None:
+            ctx = self._context(acct, clock)
+        else:
+            ctx.clock = clock
         verdict = classify_subscription(ctx, sub)
         old = sub.verdict
         if verdict == old:
