@@ -406,13 +406,11 @@ class Classifier:
                     changes[key] = now
         return changes
 
-    def commit(self) -> dict[AccountKey, AccountState]:
-        """Make the changes since the last commit permanent; returns them."""
-        changes = self.pending_changes()
+    def commit(self) -> None:
+        """Make the changes since the last commit permanent (read them first with `pending_changes`)."""
         self._undo.clear()
         self._popped.clear()
         self.partners.commit()
-        return changes
 
     def rollback(self) -> None:
         """Undo every change since the last commit: accounts, partner table, fired timers."""
