@@ -3,6 +3,7 @@ changed (for the changelog), and a rollback that leaves no trace, the rules' cac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 from multichannel.engine import Classifier
@@ -14,7 +15,7 @@ from multichannel.model import (
     RelationshipAccepted,
     SubscriptionPurchased,
 )
-from multichannel.records import SubscriptionDecision
+from multichannel.records import OutputRecord, SubscriptionDecision
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -29,7 +30,7 @@ def program(eid: str, prog: Program, at: datetime = T) -> PartnerProgramChanged:
     return PartnerProgramChanged(eid, at, "P1", prog, ())
 
 
-def decisions(records: list[object] | None) -> list[tuple[str, str]]:
+def decisions(records: Sequence[OutputRecord] | None) -> list[tuple[str, str]]:
     return [(r.subscription_id, r.rule.value) for r in records or [] if isinstance(r, SubscriptionDecision)]
 
 
