@@ -93,6 +93,7 @@ def classify_stream(
     (not counted); output goes out in chunks of about a megabyte."""
     engine = engine or Classifier(transactional=False)
     apply, fire_due, to_json = engine.apply, engine.fire_due, record_to_json
+    deadlines = engine.deadlines
     counts = ClassifyCounts()
     clock: datetime | None = None
     buf: list[bytes] = []
@@ -117,8 +118,8 @@ def classify_stream(
         at = event.occurred_at
         if clock is None or at > clock:
             clock = at
-            due = fire_due(clock)
-            if due:
+            if deadlines and deadlines[0] <= clock:
+                due = fire_due(clock)
                 buf.extend(map(to_json, due))
                 written += len(due)
         records = apply(event, clock)

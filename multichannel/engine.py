@@ -68,7 +68,8 @@ class Classifier:
         self._by_partner: dict[str, list[AccountKey]] = {}
         self._by_customer: dict[str, list[AccountKey]] = {}
         self._by_seller: dict[str, list[AccountKey]] = {}
-        self._deadlines: list[datetime] = []  # a heap of the distinct pending deadlines
+        self.deadlines: list[datetime] = []
+        """A heap of the distinct pending deadlines ([0] is the earliest): read it, never change it, outside."""
         self._due_at: dict[datetime, Bucket] = {}  # deadline -> accounts; few distinct days, many accounts
         self._undo: dict[AccountKey, AccountState | None] = {}  # snapshot before the batch's first change
         self._popped: list[tuple[datetime, Bucket]] = []
@@ -177,19 +178,19 @@ class Classifier:
         bucket = self._due_at.get(deadline)
         if bucket is None:
             self._due_at[deadline] = [key]
-            heapq.heappush(self._deadlines, deadline)
+            heapq.heappush(self.deadlines, deadline)
         else:
             bucket.append(key)
 
     def next_deadline(self) -> datetime | None:
         """The earliest pending deadline (possibly one whose subscriptions have moved on when it is due)."""
-        return self._deadlines[0] if self._deadlines else None
+        return self.deadlines[0] if self.deadlines else None
 
     def fire_due(self, clock: datetime) -> list[OutputRecord]:
         """Fire every deadline due at or before `clock`, earliest first: one step per deadline instant,
         accounts in (partner_id, customer_id) order, each evaluated at the deadline (decided_at = deadline)."""
         records: list[OutputRecord] = []
-        deadlines, accounts = self._deadlines, self._accounts
+        deadlines, accounts = self.deadlines, self._accounts
         while deadlines and deadlines[0] <= clock:
             deadline = heapq.heappop(deadlines)
             bucket = self._due_at.pop(deadline)
@@ -262,7 +263,7 @@ class Classifier:
         status = customer_status(ctx, acct.multichannel > 0)
         if moved or status is not acct.status:
             acct.status = status
-            records.append(CustomerStatusRecord(pid, cid, status, acct.decision_counts(), clock, cause, version))
+            records.append(CustomerStatusRecord(pid, cid, status, acct.counts.copy(), clock, cause, version))
 
     def _evaluate(self, acct: Account, clock: datetime, cause: str | None, records: list[OutputRecord]) -> None:
         """Classify every purchased subscription; append what changed (decisions in subscription_id
@@ -299,7 +300,7 @@ class Classifier:
         status = customer_status(ctx, acct.multichannel > 0)
         if status is not acct.status or (left and sorted(left) != sorted(came)):
             acct.status = status
-            records.append(CustomerStatusRecord(pid, cid, status, acct.decision_counts(), clock, cause, version))
+            records.append(CustomerStatusRecord(pid, cid, status, acct.counts.copy(), clock, cause, version))
 
     def reconcile(self, clock: datetime, keys: Iterable[AccountKey] | None = None) -> list[OutputRecord]:
         """Re-evaluate accounts against the current partner table and emit what differs from their
@@ -427,7 +428,7 @@ class Classifier:
             pending = self._due_at.get(deadline)
             if pending is None:
                 self._due_at[deadline] = bucket
-                heapq.heappush(self._deadlines, deadline)
+                heapq.heappush(self.deadlines, deadline)
             else:
                 pending.extend(bucket)
         self._popped.clear()

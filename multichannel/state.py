@@ -180,12 +180,13 @@ Python-level call): `verdict.rule._value_ in MULTICHANNEL_RULES`."""
 
 
 class Account:
-    """The engine's working copy of an account. `multichannel` counts the stored verdicts that come
-    from R8-R10, so that the status needs no pass over the subscriptions; `status` is the last
-    emitted one."""
+    """The engine's working copy of an account. `counts` (decision code -> subscriptions with it) and
+    `multichannel` (verdicts from R8-R10) follow the stored verdicts, so that a status needs no pass
+    over the subscriptions; `status` is the last emitted one."""
 
     __slots__ = (
         "context",
+        "counts",
         "customer_id",
         "delegated_admin",
         "multichannel",
@@ -204,6 +205,7 @@ class Account:
         self.subscriptions: dict[str, Subscription] = {}
         self.status: CustomerStatus | None = None
         self.recent: list[str] = []
+        self.counts: dict[str, int] = {}
         self.multichannel = 0
         self.context: AccountContext | None = None
         """The rules' view of the account, kept by the engine between events (see Classifier._context)."""
@@ -213,21 +215,21 @@ class Account:
         changed (and with it the decision counts)."""
         if new[2]._value_ in MULTICHANNEL_RULES:
             self.multichannel += 1
-        if old is None:
-            return True
-        if old[2]._value_ in MULTICHANNEL_RULES:
-            self.multichannel -= 1
-        return old[0] is not new[0]
-
-    def decision_counts(self) -> dict[str, int]:
-        """Decision code -> subscriptions with it (every subscription that has a decision)."""
-        counts: dict[str, int] = {}
-        for sub in self.subscriptions.values():
-            verdict = sub.verdict
-            if verdict is not None:
-                code = verdict[0]._value_  # a plain str: cheap to hash
-                counts[code] = counts.get(code, 0) + 1
-        return counts
+        code = new[0]._value_  # a plain str: cheap to hash
+        counts = self.counts
+        if old is not None:
+            if old[2]._value_ in MULTICHANNEL_RULES:
+                self.multichannel -= 1
+            was = old[0]._value_
+            if was == code:
+                return False
+            left = counts[was] - 1
+            if left:
+                counts[was] = left
+            else:
+                del counts[was]
+        counts[code] = counts.get(code, 0) + 1
+        return True
 
     def snapshot(self) -> AccountState:
         status = self.status
@@ -237,7 +239,7 @@ class Account:
             self.relationship,
             self.delegated_admin,
             {sid: sub.snapshot() for sid, sub in self.subscriptions.items()},
-            None if status is None else StatusSnapshot(status, tuple(sorted(self.decision_counts().items()))),
+            None if status is None else StatusSnapshot(status, tuple(sorted(self.counts.items()))),
             tuple(self.recent),
         )
 

@@ -36,6 +36,7 @@ def _engine_pass(events: list[Any], keep: list[Any] | None) -> int:
     """Run the engine over the events as the classify command does (timers before each event that
     moves the clock); count the records, or keep them in `keep`."""
     engine = Classifier(transactional=False)
+    deadlines = engine.deadlines
     produced = 0
     clock = None
     for i, ev in enumerate(events):
@@ -43,10 +44,11 @@ def _engine_pass(events: list[Any], keep: list[Any] | None) -> int:
             freeze_survivors()  # as the classify command does
         if clock is None or ev.occurred_at > clock:
             clock = ev.occurred_at
-            due = engine.fire_due(clock)
-            produced += len(due)
-            if keep is not None:
-                keep.extend(due)
+            if deadlines and deadlines[0] <= clock:
+                due = engine.fire_due(clock)
+                produced += len(due)
+                if keep is not None:
+                    keep.extend(due)
         records = engine.apply(ev, clock) or ()
         produced += len(records)
         if keep is not None:
