@@ -1,9 +1,10 @@
 """The rule book as code: one function per rule, evaluated in the book's precedence order.
 
 Each rule function returns a `Verdict` when it matches and None otherwise;
-`classify_subscription` returns the first match (R1 … R10). The M-rules decide whether a
-subscription is *multichannel* and with which reason. Verdicts that depend on nothing but the
-rule are built once.
+`classify_subscription` returns the first match (R1 … R10). R1 and R2 look at the account alone and
+are worked out once per account context; R3-R10 look at the subscription. The M-rules decide whether
+a subscription is *multichannel* and with which reason. Verdicts that depend on nothing but the rule
+are built once.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ DELEGATED_ADMIN_ACTION = (A.REQUEST_DELEGATED_ADMIN_FOR_RESELLER,)
 
 @dataclass(slots=True)
 class AccountContext:
-    """What the rules need to know about the account around a subscription."""
+    """What the rules need to know about the account around a subscription. `account_verdict` is what
+    the account-level rules (R1, R2: they look at the account alone) say, worked out once when the
+    context is made rather than for every subscription."""
 
     partner_id: str
     partner_program: Program
@@ -94,6 +97,10 @@ class AccountContext:
     delegated_admin: bool
     clock: datetime
     partners: PartnerTable
+    account_verdict: Verdict | None = None
+
+    def __post_init__(self) -> None:
+        self.account_verdict = account_verdict(self)
 
 
 def _other_csp_seller(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
@@ -103,12 +110,28 @@ def _other_csp_seller(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
     return p.channel is THIRD_PARTY and ctx.partners.in_csp(p.seller_partner_id)
 
 
-def rule_r1_customer_is_csp_partner(ctx: AccountContext, sub: Subscription) -> Verdict | None:
+def rule_r1_customer_is_csp_partner(ctx: AccountContext) -> Verdict | None:
     return V_R1 if ctx.customer_in_csp else None
 
 
-def rule_r2_partner_not_in_csp(ctx: AccountContext, sub: Subscription) -> Verdict | None:
+def rule_r2_partner_not_in_csp(ctx: AccountContext) -> Verdict | None:
     return None if ctx.partner_in_csp else V_R2
+
+
+ACCOUNT_RULES: tuple[Callable[[AccountContext], Verdict | None], ...] = (
+    rule_r1_customer_is_csp_partner,
+    rule_r2_partner_not_in_csp,
+)
+"""R1 and R2, which come first in the book's order and look at the account alone."""
+
+
+def account_verdict(ctx: AccountContext) -> Verdict | None:
+    """The verdict of the first account-level rule that holds (for every subscription of the account)."""
+    for rule in ACCOUNT_RULES:
+        verdict = rule(ctx)
+        if verdict is not None:
+            return verdict
+    return None
 
 
 def rule_r3_sold_by_account_partner(ctx: AccountContext, sub: Subscription) -> Verdict | None:
@@ -223,8 +246,6 @@ def rule_r10_relationship_accepted(ctx: AccountContext, sub: Subscription) -> Ve
 
 
 RULES: tuple[Callable[[AccountContext, Subscription], Verdict | None], ...] = (
-    rule_r1_customer_is_csp_partner,
-    rule_r2_partner_not_in_csp,
     rule_r3_sold_by_account_partner,
     rule_r4_syndication,
     rule_r5_ended,
@@ -234,6 +255,7 @@ RULES: tuple[Callable[[AccountContext, Subscription], Verdict | None], ...] = (
     rule_r9_eligible_for_relationship_request,
     rule_r10_relationship_accepted,
 )
+"""R3-R10, in the book's order: after the account-level rules, those that look at the subscription."""
 
 
 # Which rules can match at all for a (channel, billing model): R3 needs channel csp, R4
@@ -272,7 +294,12 @@ class RuleBookGap(Exception):
 
 
 def classify_subscription(ctx: AccountContext, sub: Subscription) -> Verdict:
-    """The first matching rule's verdict, in the rule book's precedence order."""
+    """The first matching rule's verdict, in the rule book's precedence order: the account-level rules'
+    (worked out with the context), else the first subscription rule that can match this channel and
+    billing model."""
+    verdict = ctx.account_verdict
+    if verdict is not None:
+        return verdict
     p = sub.purchase
     assert p is not None
     for rule in RULES_FOR[p.channel._value_, p.billing_model._value_]:
@@ -283,9 +310,9 @@ def classify_subscription(ctx: AccountContext, sub: Subscription) -> Verdict:
 
 
 def customer_status(ctx: AccountContext, any_multichannel: bool) -> CustomerStatus:
-    """NOT_ELIGIBLE when R1 or R2 applies; MULTICHANNEL when a decision comes from R8-R10
+    """NOT_ELIGIBLE when R1 or R2 applies to the account; MULTICHANNEL when a decision comes from R8-R10
     (`any_multichannel`); else SINGLE_CHANNEL."""
-    if ctx.customer_in_csp or not ctx.partner_in_csp:
+    if ctx.account_verdict is not None:
         return _NOT_ELIGIBLE
     return _MULTICHANNEL if any_multichannel else _SINGLE_CHANNEL
 
