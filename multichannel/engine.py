@@ -137,16 +137,18 @@ class Classifier:
                         bucket.append(key)
                 self._evaluate_one(acct, sub, clock, eid, records)
             return records
+        ctx = acct.context
         if kind is RelationshipAccepted or kind is RelationshipEnded:
             old = acct.relationship
-            acct.relationship = merge_flag(old, kind is RelationshipAccepted, event.occurred_at, eid)
-            changed = acct.relationship is not old
+            flag = acct.relationship = merge_flag(old, kind is RelationshipAccepted, event.occurred_at, eid)
+            if flag is not old and ctx is not None:
+                ctx.relationship = flag is not None and flag.active
         else:
             old = acct.delegated_admin
-            acct.delegated_admin = merge_flag(old, kind is DelegatedAdminGranted, event.occurred_at, eid)
-            changed = acct.delegated_admin is not old
-        if changed:  # else an older flag event: only the dedup window moved
-            acct.context = None
+            flag = acct.delegated_admin = merge_flag(old, kind is DelegatedAdminGranted, event.occurred_at, eid)
+            if flag is not old and ctx is not None:
+                ctx.delegated_admin = flag is not None and flag.active
+        if flag is not old:  # else an older flag event: only the dedup window moved
             self._evaluate(acct, clock, eid, records)
         return records
 
@@ -210,9 +212,9 @@ class Classifier:
 
     # ------------------------------------------------------------------ evaluation
     def _context(self, acct: Account, clock: datetime) -> AccountContext:
-        """The account as the rules see it at `clock`. Kept on the account between events and built
-        again after what it is made of changed: a flag event or a partner change of the account's
-        partner or customer clears it (a restored account starts without one)."""
+        """The account as the rules see it at `clock`. Kept on the account between events: a flag event
+        sets its flag in it, a partner change of the account's partner or customer clears it (built
+        again here), and a restored account starts without one."""
         ctx = acct.context
         if ctx is None:
             partners = self.partners
