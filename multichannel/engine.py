@@ -130,11 +130,7 @@ class Classifier:
             if changed and sub.purchase is not None:
                 deadline = sub.deadline
                 if deadline is not None and deadline > clock:
-                    bucket = self._due_at.get(deadline)
-                    if bucket is None:
-                        self._schedule(deadline, key)
-                    else:
-                        bucket.append(key)
+                    self._schedule(deadline, key)
                 self._evaluate_one(acct, sub, clock, eid, records)
             return records
         ctx = acct.context
@@ -242,11 +238,7 @@ class Classifier:
         """Classify the one subscription an event changed. Nothing the others depend on moved, and their
         stored verdicts are current because due timers fire before events: the counts and the
         multichannel tally of the account say the rest of the status."""
-        ctx = acct.context
-        if ctx is None:
-            ctx = self._context(acct, clock)
-        else:
-            ctx.clock = clock
+        ctx = self._context(acct, clock)
         verdict = classify_subscription(ctx, sub)
         old = sub.verdict
         if verdict == old:
@@ -365,9 +357,6 @@ class Classifier:
         """A snapshot of the account, or None."""
         acct = self._accounts.get(key)
         return None if acct is None else acct.snapshot()
-
-    def keys(self) -> list[AccountKey]:
-        return list(self._accounts)
 
     def __len__(self) -> int:
         return len(self._accounts)

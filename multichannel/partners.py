@@ -47,10 +47,6 @@ class PartnerTable:
     def in_csp(self, partner_id: str | None) -> bool:
         return partner_id is not None and self.entries.get(partner_id, ABSENT).in_csp
 
-    def providers(self, partner_id: str) -> tuple[str, ...]:
-        entry = self.entries.get(partner_id)
-        return () if entry is None else entry.indirect_provider_ids
-
     def entry(self, partner_id: str) -> PartnerEntry | None:
         return self.entries.get(partner_id)
 
