@@ -1,13 +1,27 @@
 """Classify throughput on a generated stream: the pure engine, and the end-to-end command split
-into JSON parsing, validation, engine and output formatting (`python -m tests.benchmarks.bench_classify`)."""
+into JSON parsing, validation, engine and output formatting (`python -m tests.benchmarks.bench_classify`).
+
+The split is measured twice. Each part alone, in its own loop (`split_seconds`). And as a sampling
+profile of the real `multichannel classify` command run on the same stream (`profile_shares`, taken
+with py-spy from the `bench` dependency group), which is what says where the command's time goes:
+its parts run interleaved, sharing caches, and cost differently than alone.
+"""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import io
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,6 +44,69 @@ def lines_for(events: int, seed: int) -> list[bytes]:
         else:
             out.append(orjson.dumps(item))
     return out
+
+
+PROFILE_PHASES = ("json_decode", "validation", "engine", "output_formatting", "input_output", "loop")
+"""Where a sample of the command lands: a call under `classify_stream` names its phase; a sample in
+`classify_stream`'s own code is placed by its line (decoding, reading, writing, else the loop)."""
+
+_PHASE_OF_CALL = {
+    "parse_event": "validation",
+    "SchemaMismatch.__init__": "validation",
+    "record_to_json": "output_formatting",
+    "dead_letter_json": "output_formatting",
+}
+
+
+def _phase_of_own_line() -> dict[str, str]:
+    """`classify_stream`'s lines that are phases of their own, by line number: the JSON decoding call,
+    reading the input and writing the output."""
+    marks = {"orjson.loads(raw)": "json_decode", "in enumerate(lines": "input_output", "out.write(": "input_output"}
+    source, first = inspect.getsourcelines(classify_stream)
+    return {str(first + i): phase for i, text in enumerate(source) for mark, phase in marks.items() if mark in text}
+
+
+def split_profile(raw: str) -> Counter[str]:
+    """Samples per phase from py-spy's raw (collapsed-stack) output; samples outside `classify_stream`
+    (start-up, imports, argument parsing) are left out."""
+    own_line = _phase_of_own_line()
+    samples: Counter[str] = Counter()
+    for row in raw.splitlines():
+        stack, _, count = row.rpartition(" ")
+        frames = stack.split(";")
+        depth = next((i for i, frame in enumerate(frames) if frame.startswith("classify_stream (")), None)
+        if depth is None:
+            continue
+        if depth + 1 == len(frames):
+            phase = own_line.get(frames[depth].rsplit(":", 1)[-1].rstrip(")"), "loop")
+        else:
+            call = frames[depth + 1].split(" (", 1)[0]
+            phase = "engine" if call.startswith("Classifier.") else _PHASE_OF_CALL.get(call, "loop")
+        samples[phase] += int(count)
+    return samples
+
+
+def profile_command(lines: list[bytes], rate: int) -> tuple[Counter[str], float] | None:
+    """Run `multichannel classify` on the stream under py-spy: samples per phase and the command's wall
+    time, or None (with the reason on stderr) when py-spy is missing or cannot sample here."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        print("profile: py-spy not installed (uv sync --group bench); parts measured alone only", file=sys.stderr)
+        return None
+    with tempfile.TemporaryDirectory(prefix="bench-classify-") as tmp:
+        events, profile = Path(tmp, "events.jsonl"), Path(tmp, "profile.txt")
+        with events.open("wb") as f:
+            for raw in lines:
+                f.write(raw + b"\n")
+        command = [str(Path(sys.executable).with_name("multichannel")), "classify", str(events), "-o", os.devnull]
+        record = [spy, "record", "--rate", str(rate), "--format", "raw", "--output", str(profile), "--"]
+        t = time.perf_counter()
+        done = subprocess.run(record + command, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - t
+        if done.returncode != 0 or not profile.exists():
+            print(f"profile: py-spy failed ({done.returncode}): {done.stderr.strip()[-500:]}", file=sys.stderr)
+            return None
+        return split_profile(profile.read_text()), elapsed
 
 
 def _engine_pass(events: list[Any], keep: list[Any] | None) -> int:
@@ -62,6 +139,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--repeat", type=int, default=3, help="engine passes; the fastest is reported")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ap.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second (0: no profile)")
     args = ap.parse_args()
     tune_gc()
     lines = lines_for(args.events, args.seed)
@@ -71,6 +149,7 @@ def main() -> None:
     counts = classify_stream(lines, io.BytesIO())
     t_total = time.perf_counter() - t
     gc.collect()
+    profiled = profile_command(lines, args.profile_rate) if args.profile_rate > 0 else None
 
     # JSON decoding alone, then decoding and validation together (keeping only the events: a list of
     # a million decoded dicts would fill the heap the engine is measured on)
@@ -131,6 +210,12 @@ def main() -> None:
         "engine_share": round(t_engine / (json_side + t_engine), 3),
         "classify_counts": counts.summary(),
     }
+    if profiled is not None:
+        samples, profiled_seconds = profiled
+        total = sum(samples.values())
+        result["profile_shares"] = {phase: round(samples[phase] / total, 3) for phase in PROFILE_PHASES}
+        result["profile_samples"] = total
+        result["profiled_command_seconds"] = round(profiled_seconds, 3)
     if args.json:
         print(json.dumps(result))
         return
@@ -140,10 +225,24 @@ def main() -> None:
     print(f"classify command:  {result['classify_events_per_s']:>10,} events/s end to end")
     for part, seconds in split.items():
         print(f"  {part:<18} {seconds:8.3f} s")
-    bound = "JSON (decode, validation, output)" if json_side > t_engine else "the engine"
     print(
-        f"classify is bound by {bound}: JSON {result['json_share']:.0%} of the work "
-        f"({json_side:.2f} s), engine {result['engine_share']:.0%} ({t_engine:.2f} s)"
+        f"parts alone: JSON (decode, validation, output) {result['json_share']:.0%} ({json_side:.2f} s), "
+        f"engine {result['engine_share']:.0%} ({t_engine:.2f} s)"
+    )
+    if profiled is None:
+        bound = "JSON (decode, validation, output)" if json_side > t_engine else "the engine"
+        print(f"classify is bound by {bound} (parts measured alone; no profile of the command)")
+        return
+    shares = result["profile_shares"]
+    print(f"profile of `multichannel classify` ({result['profile_samples']:,} samples, py-spy):")
+    for phase in PROFILE_PHASES:
+        print(f"  {phase:<18} {shares[phase]:8.1%}")
+    parsing = shares["json_decode"] + shares["validation"]
+    json_total = parsing + shares["output_formatting"]
+    bound = "JSON (decode, validation, output)" if json_total > shares["engine"] else "the engine"
+    print(
+        f"classify is bound by {bound}: JSON {json_total:.0%} of the command "
+        f"(parsing {parsing:.0%}, output {shares['output_formatting']:.0%}), engine {shares['engine']:.0%}"
     )
 
 
