@@ -130,6 +130,19 @@ def _purchased(obj: Mapping[str, Any], event_id: str, at: datetime, pid: str, ci
     )
 
 
+def _provider_ids(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """A list of non-empty partner ids (absent or null: none), whatever the program: a value of another
+    shape is impossible for any partner event (the Avro schema could not even carry it)."""
+    raw = obj.get("indirect_provider_ids")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list | tuple):
+        raise InvalidField("indirect_provider_ids must be a list of partner ids")
+    if any(type(p) is not str or not p.strip() for p in raw):
+        raise InvalidField("indirect_provider_ids must hold non-empty partner ids")
+    return tuple(dict.fromkeys(raw))
+
+
 def _account_ids(obj: Mapping[str, Any]) -> tuple[str, str]:
     return _id(obj, "partner_id"), _id(obj, "customer_id")
 
@@ -141,17 +154,9 @@ def _build(obj: Mapping[str, Any], kind: str, event_id: str, at: datetime) -> Ev
     if kind == "partner_program_changed":
         pid = _id(obj, "partner_id")
         program: Program = _enum(obj, "program", _PROGRAM)
-        providers: tuple[str, ...] = ()
-        if program is _RESELLER:
-            raw = obj.get("indirect_provider_ids")
-            if raw is None:
-                raw = []
-            if not isinstance(raw, list | tuple):
-                raise InvalidField("indirect_provider_ids must be a list of partner ids")
-            if any(type(p) is not str or not p.strip() for p in raw):
-                raise InvalidField("indirect_provider_ids must hold non-empty partner ids")
-            providers = tuple(dict.fromkeys(raw))
-        return PartnerProgramChanged(event_id, at, pid, program, providers)
+        providers = _provider_ids(obj)
+        # the providers of a program other than a reseller are kept by nobody (contract: "else empty")
+        return PartnerProgramChanged(event_id, at, pid, program, providers if program is _RESELLER else ())
     pid, cid = _account_ids(obj)
     if kind == "subscription_cancelled":
         return SubscriptionCancelled(event_id, at, pid, cid, _id(obj, "subscription_id"))

@@ -732,6 +732,8 @@ def test_timer_fires_before_the_event_at_its_deadline() -> None:
         (orjson.dumps(buy("csp")), "INVALID_FIELD"),
         (orjson.dumps(dict(buy("open"), event_id="")), "INVALID_FIELD"),
         (orjson.dumps(dict(buy("open"), channel="reseller")), "INVALID_FIELD"),
+        (orjson.dumps(dict(partner("P9", "csp_direct"), indirect_provider_ids="P2")), "INVALID_FIELD"),
+        (orjson.dumps(dict(partner("P9", "csp_indirect_reseller"), indirect_provider_ids=[1])), "INVALID_FIELD"),
     ],
     ids=[
         "bad-json",
@@ -743,6 +745,8 @@ def test_timer_fires_before_the_event_at_its_deadline() -> None:
         "csp-without-seller",
         "empty-event-id",
         "unknown-channel",
+        "providers-not-a-list-for-a-direct-partner",
+        "providers-not-partner-ids-for-a-reseller",
     ],
 )
 def test_dead_letter_reasons_with_line_numbers(line: bytes, reason: str) -> None:
