@@ -133,6 +133,15 @@ def _engine_pass(events: list[Any], keep: list[Any] | None) -> int:
     return produced
 
 
+def _bound(json_side: float, engine: float) -> str:
+    """Which side bounds the command, when one is clearly larger (by a tenth or more)."""
+    if json_side >= 1.1 * engine:
+        return "JSON (decode, validation, output)"
+    if engine >= 1.1 * json_side:
+        return "the engine"
+    return "neither alone (JSON and engine within a tenth of each other)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -230,8 +239,7 @@ def main() -> None:
         f"engine {result['engine_share']:.0%} ({t_engine:.2f} s)"
     )
     if profiled is None:
-        bound = "JSON (decode, validation, output)" if json_side > t_engine else "the engine"
-        print(f"classify is bound by {bound} (parts measured alone; no profile of the command)")
+        print(f"classify is bound by {_bound(json_side, t_engine)} (parts measured alone; no profile of the command)")
         return
     shares = result["profile_shares"]
     print(f"profile of `multichannel classify` ({result['profile_samples']:,} samples, py-spy):")
@@ -239,9 +247,8 @@ def main() -> None:
         print(f"  {phase:<18} {shares[phase]:8.1%}")
     parsing = shares["json_decode"] + shares["validation"]
     json_total = parsing + shares["output_formatting"]
-    bound = "JSON (decode, validation, output)" if json_total > shares["engine"] else "the engine"
     print(
-        f"classify is bound by {bound}: JSON {json_total:.0%} of the command "
+        f"classify is bound by {_bound(json_total, shares['engine'])}: JSON {json_total:.0%} of the command "
         f"(parsing {parsing:.0%}, output {shares['output_formatting']:.0%}), engine {shares['engine']:.0%}"
     )
 
