@@ -43,6 +43,15 @@ Step = list[OutputRecord] | None
 None when it was a duplicate."""
 
 
+def _add_to(index: dict[str, list[AccountKey]], name: str, key: AccountKey) -> None:
+    """Append `key` under `name` in a reverse index (no empty list made when the name is known)."""
+    members = index.get(name)
+    if members is None:
+        index[name] = [key]
+    else:
+        members.append(key)
+
+
 class Classifier:
     """Accounts, partner table, timers and indexes; see the module docstring."""
 
@@ -116,11 +125,7 @@ class Classifier:
                     changed = sub.merge_purchase(event)  # type: ignore[arg-type]
                 seller = event.seller_partner_id  # type: ignore[union-attr]
                 if changed and seller is not None:
-                    sellers = self._by_seller.get(seller)
-                    if sellers is None:
-                        self._by_seller[seller] = [key]
-                    else:
-                        sellers.append(key)
+                    _add_to(self._by_seller, seller, key)
             else:
                 if sub is None:
                     sub = subs[sid] = Subscription(sid)
@@ -333,12 +338,8 @@ class Classifier:
 
     def _index_account(self, key: AccountKey) -> None:
         """Index a key not held before (a new or a restored account)."""
-        for index, name in ((self._by_partner, key[0]), (self._by_customer, key[1])):
-            members = index.get(name)
-            if members is None:
-                index[name] = [key]
-            else:
-                members.append(key)
+        _add_to(self._by_partner, key[0], key)
+        _add_to(self._by_customer, key[1], key)
 
     def _unindex_accounts(self, keys: set[AccountKey]) -> None:
         """Take accounts that are no longer held out of the partner and customer indexes: one pass per
@@ -375,7 +376,7 @@ class Classifier:
             for sub in acct.subscriptions.values():
                 p = sub.purchase
                 if p is not None and p.seller_partner_id is not None:
-                    self._by_seller.setdefault(p.seller_partner_id, []).append(key)
+                    _add_to(self._by_seller, p.seller_partner_id, key)
                 if sub.deadline is not None:
                     self._schedule(sub.deadline, key)
 
