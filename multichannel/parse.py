@@ -8,6 +8,7 @@ runs once per input record.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -34,6 +35,12 @@ _CHANNEL = {m.value: m for m in Channel}
 _PROGRAM = {m.value: m for m in Program}
 _SELLER_REQUIRED = frozenset({Channel.CSP, Channel.THIRD_PARTY})
 _SELLER_OPTIONAL = frozenset({Channel.ADVISOR, Channel.SYNDICATION})
+_TIMESTAMP_FORM = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+"""The one timestamp form of the contract (RFC 3339's ISO 8601 profile; no offset is read as UTC).
+`datetime.fromisoformat` alone also takes week dates, basic forms, a space for `T` and more."""
+_DATE_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _LICENSE, _RESELLER = BillingModel.LICENSE, Program.CSP_INDIRECT_RESELLER  # enum class attribute reads are slow
 
 
@@ -53,10 +60,12 @@ def _timestamp(obj: Mapping[str, Any], name: str) -> datetime:
     if value is None:
         raise InvalidField(f"{name} is missing")
     if isinstance(value, str):
+        if _TIMESTAMP_FORM.fullmatch(value) is None:
+            raise InvalidField(f"{name} {value!r} is not an ISO 8601 timestamp such as 2026-03-01T09:30:00Z")
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidField(f"{name} {value!r} is not an ISO 8601 timestamp") from None
+        except ValueError:  # the form is right, a value is out of range (month 13, hour 24, ...)
+            raise InvalidField(f"{name} {value!r} is not a valid timestamp") from None
     elif isinstance(value, datetime):
         parsed = value
     else:
@@ -78,7 +87,7 @@ def _date(obj: Mapping[str, Any], name: str) -> date:
     if value is None:
         raise InvalidField(f"{name} is missing")
     if isinstance(value, str):
-        if len(value) != 10:
+        if _DATE_FORM.fullmatch(value) is None:
             raise InvalidField(f"{name} {value!r} is not a YYYY-MM-DD date")
         try:
             return date.fromisoformat(value)

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from consumers.classify_runner import classify_stream
-from multichannel.parse import parse_timestamp
+from consumers.cli.classify import parse_as_of
 
 T0 = "2026-01-01T00:00:00Z"
 _seq = iter(range(1, 1_000_000))
@@ -84,7 +84,7 @@ def account(
 def run(events: list[Any], as_of: str | None = None) -> list[dict[str, Any]]:
     lines = [e if isinstance(e, bytes) else orjson.dumps(e) for e in events]
     out = io.BytesIO()
-    classify_stream(lines, out, as_of=parse_timestamp(as_of) if as_of else None)
+    classify_stream(lines, out, as_of=parse_as_of(as_of) if as_of else None)
     return [orjson.loads(line) for line in out.getvalue().splitlines()]
 
 
@@ -734,6 +734,11 @@ def test_timer_fires_before_the_event_at_its_deadline() -> None:
         (orjson.dumps(dict(buy("open"), channel="reseller")), "INVALID_FIELD"),
         (orjson.dumps(dict(partner("P9", "csp_direct"), indirect_provider_ids="P2")), "INVALID_FIELD"),
         (orjson.dumps(dict(partner("P9", "csp_indirect_reseller"), indirect_provider_ids=[1])), "INVALID_FIELD"),
+        (orjson.dumps(buy("open", term_end="2027-W22-1")), "INVALID_FIELD"),
+        (orjson.dumps(dict(buy("open"), occurred_at="20260301T093000Z")), "INVALID_FIELD"),
+        (orjson.dumps(dict(buy("open"), occurred_at="2026-03-01")), "INVALID_FIELD"),
+        (orjson.dumps(dict(buy("open"), occurred_at="2026-03-01 09:30:00Z")), "INVALID_FIELD"),
+        (orjson.dumps(dict(buy("open"), occurred_at="2026-13-01T09:30:00Z")), "INVALID_FIELD"),
     ],
     ids=[
         "bad-json",
@@ -747,6 +752,11 @@ def test_timer_fires_before_the_event_at_its_deadline() -> None:
         "unknown-channel",
         "providers-not-a-list-for-a-direct-partner",
         "providers-not-partner-ids-for-a-reseller",
+        "week-date",
+        "timestamp-in-basic-form",
+        "date-for-a-timestamp",
+        "space-for-the-T",
+        "month-13",
     ],
 )
 def test_dead_letter_reasons_with_line_numbers(line: bytes, reason: str) -> None:
@@ -755,6 +765,21 @@ def test_dead_letter_reasons_with_line_numbers(line: bytes, reason: str) -> None
     assert [(d["line"], d["reason"]) for d in dead] == [(2, reason)]
     assert dead[0]["message"]
     assert final(records)["rule"] == "R9", "the run goes on after a bad line"
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "decided_at"),
+    [
+        ("2026-03-01T09:30:00Z", "2026-03-01T09:30:00Z"),
+        ("2026-03-01T09:30:00", "2026-03-01T09:30:00Z"),
+        ("2026-03-01T11:30:00+02:00", "2026-03-01T09:30:00Z"),
+        ("2026-03-01T09:30:00.123456Z", "2026-03-01T09:30:00.123Z"),
+    ],
+    ids=["utc", "no-offset-read-as-utc", "offset-converted-to-utc", "fraction-kept-to-milliseconds"],
+)
+def test_timestamp_forms_accepted(occurred_at: str, decided_at: str) -> None:
+    records = run([partner("P1", "csp_direct"), dict(buy("open"), occurred_at=occurred_at)])
+    assert final(records)["decided_at"] == decided_at
 
 
 def test_status_multichannel_from_R8_alone() -> None:
