@@ -91,7 +91,8 @@ def classify_stream(
 ) -> ClassifyCounts:
     """Classify a stream of JSON lines into `out`; never stops on a bad line. Blank lines are skipped
     (not counted); output goes out in chunks of about a megabyte."""
-    engine = engine or Classifier(transactional=False)
+    if engine is None:  # not `engine or ...`: a Classifier holding no accounts is falsy
+        engine = Classifier(transactional=False)
     apply, fire_due, to_json = engine.apply, engine.fire_due, record_to_json
     deadlines = engine.deadlines
     counts = ClassifyCounts()

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +79,12 @@ class Settings(BaseSettings):
     auto_register_schemas: bool = Field(
         False, description="Register output schemas on start (local demo); otherwise `schemas register` does it."
     )
-    dedup_window: int = Field(256, ge=1, description="Event ids remembered per account to detect duplicates.")
+    dedup_window: int = Field(
+        256,
+        ge=1,
+        description="Event ids remembered per account (and per partner) to detect duplicates; also used by "
+        "`classify`. A repeat of an older id is applied again.",
+    )
     metrics_host: str = Field("127.0.0.1", description="Address of the ops endpoints (0.0.0.0 in containers).")
     metrics_port: int = Field(9464, ge=0, description="Port of /metrics, /healthz and /readyz; 0 picks a free port.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level of the JSON logs.")
@@ -147,3 +152,16 @@ class Settings(BaseSettings):
         if auth:
             conf["basic.auth.user.info"] = auth
         return conf
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """One line per invalid variable, named as it is set (`MULTICHANNEL_BATCH_SIZE: ...`); the values
+    of secret fields are not shown."""
+    lines: list[str] = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        info = Settings.model_fields.get(field)
+        secret = info is not None and info.annotation is SecretStr
+        shown = "" if secret or not field else f" (got {item['input']!r})"
+        lines.append(f"MULTICHANNEL_{field.upper()}: {item['msg']}{shown}")
+    return "\n".join(lines)

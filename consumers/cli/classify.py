@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
         """Classify events (JSON lines on stdin) into decisions, statuses and dead letters (JSON lines on stdout)."""
         from consumers.classify_runner import classify_stream
         from consumers.runtime import tune_gc
+        from consumers.settings import Settings
+        from multichannel.engine import Classifier
 
         tune_gc()
 
@@ -50,7 +52,8 @@ def register(app: typer.Typer) -> None:
         source = input_file.open("rb") if input_file is not None else sys.stdin.buffer
         sink = output.open("wb") if output is not None else sys.stdout.buffer
         try:
-            counts = classify_stream(source, sink, as_of=as_of_ts)
+            engine = Classifier(transactional=False, dedup_window=Settings().dedup_window)
+            counts = classify_stream(source, sink, as_of=as_of_ts, engine=engine)
         finally:
             if input_file is not None:
                 source.close()

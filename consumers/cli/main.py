@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 
 from consumers.cli import bench, broker, classify, demo, schemas, service, tail, topics, workload
 
@@ -13,6 +14,20 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def check_settings() -> None:
+    """Refuse every command, before it starts, when a MULTICHANNEL_ variable is invalid (exit 2)."""
+    from consumers.settings import Settings, describe_invalid_settings
+
+    try:
+        Settings()
+    except ValidationError as exc:
+        typer.echo(f"invalid configuration:\n{describe_invalid_settings(exc)}", err=True)
+        raise typer.Exit(2) from exc
+
+
 bench.register(app)
 broker.register(app)
 topics.register(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -129,4 +130,42 @@ def test_classify_bad_as_of_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "not an ISO 8601 timestamp" in result.stderr
+    assert result.stdout == ""
+
+
+def _repeat_after_two_others(tmp_path: Path) -> Path:
+    """The purchase, two relationship events of its account, then the purchase again."""
+    account = {"partner_id": "P1", "customer_id": "C1", "occurred_at": "2026-03-02T00:00:00Z"}
+    lines = [
+        *EVENTS,
+        {"event_type": "relationship_accepted", "event_id": "r1", **account},
+        {"event_type": "relationship_ended", "event_id": "r2", **account},
+        EVENTS[1],
+    ]
+    path = tmp_path / "repeat.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    return path
+
+
+def _classify(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, "classify", str(path)], capture_output=True, text=True, check=False, env={**os.environ, **env}
+    )
+
+
+def test_classify_detects_duplicates_within_the_configured_window(tmp_path: Path) -> None:
+    path = _repeat_after_two_others(tmp_path)
+    default = _classify(path)
+    narrow = _classify(path, MULTICHANNEL_DEDUP_WINDOW="2")
+    assert (default.returncode, narrow.returncode) == (0, 0)
+    assert "4 applied, 1 duplicates" in default.stderr
+    assert "5 applied, 0 duplicates" in narrow.stderr, "the repeated id had left a window of two"
+    assert narrow.stdout == default.stdout, "an identical repeat changes nothing, in the window or not"
+
+
+def test_an_invalid_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> None:
+    result = _classify(_input(tmp_path), MULTICHANNEL_DEDUP_WINDOW="0")
+    assert result.returncode == 2
+    assert "MULTICHANNEL_DEDUP_WINDOW" in result.stderr
+    assert "Traceback" not in result.stderr
     assert result.stdout == ""

@@ -27,3 +27,16 @@ def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyP
     for key, value in original.to_env().items():
         monkeypatch.setenv(key, value)
     assert Settings() == original
+
+
+def test_an_invalid_variable_is_described_by_name_without_a_secret_value() -> None:
+    from pydantic import ValidationError
+
+    from consumers.settings import describe_invalid_settings
+
+    with pytest.raises(ValidationError) as caught:
+        Settings.model_validate({"batch_size": "many", "sasl_password": 5})
+    lines = dict(line.split(": ", 1) for line in describe_invalid_settings(caught.value).splitlines())
+    assert set(lines) == {"MULTICHANNEL_BATCH_SIZE", "MULTICHANNEL_SASL_PASSWORD"}
+    assert "'many'" in lines["MULTICHANNEL_BATCH_SIZE"]
+    assert "5" not in lines["MULTICHANNEL_SASL_PASSWORD"]
