@@ -162,6 +162,9 @@ def describe_invalid_settings(error: ValidationError) -> str:
         field = str(item["loc"][0]) if item["loc"] else ""
         info = Settings.model_fields.get(field)
         secret = info is not None and info.annotation is SecretStr
-        shown = "" if secret or not field else f" (got {item['input']!r})"
+        if not field:  # a check of the settings as a whole
+            lines.append(item["msg"])
+            continue
+        shown = "" if secret else f" (got {item['input']!r})"
         lines.append(f"MULTICHANNEL_{field.upper()}: {item['msg']}{shown}")
     return "\n".join(lines)
