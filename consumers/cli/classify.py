@@ -34,7 +34,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_of: Annotated[
             str | None,
-            typer.Option("--as-of", help="Move the clock here at the end of input and fire due term-end timers."),
+            typer.Option(
+                "--as-of",
+                help="Move the clock here at the end of input and fire due term-end timers "
+                "(2026-06-01T00:00:00Z; a date alone means 00:00 UTC).",
+            ),
         ] = None,
         output: Annotated[
             Path | None, typer.Option("--output", "-o", help="Write records here (default: standard output).")
