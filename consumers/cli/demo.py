@@ -113,6 +113,9 @@ def register(app: typer.Typer) -> None:
                     env=_service_env(settings, metrics_port),
                     stdout=log,
                     stderr=log,
+                    # Its own session, like the broker's: Ctrl-C or a SIGTERM to the terminal's group reaches
+                    # the demo alone, which reads the service's counts before it stops it, with one SIGTERM.
+                    start_new_session=True,
                 )
             published: Counter[str] = Counter()
             producer = threading.Thread(
