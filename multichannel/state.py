@@ -20,7 +20,6 @@ from multichannel.model import (
     CustomerStatus,
     Decision,
     NextAction,
-    OrderKey,
     Reason,
     Rule,
     SubscriptionCancelled,
@@ -49,10 +48,6 @@ class Flag(NamedTuple):
     active: bool
     occurred_at: datetime
     event_id: str
-
-    @property
-    def order(self) -> OrderKey:
-        return (self.occurred_at, self.event_id)
 
 
 def merge_flag(flag: Flag | None, active: bool, occurred_at: datetime, event_id: str) -> Flag | None:
