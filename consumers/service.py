@@ -135,6 +135,8 @@ class _Session:
         self.partner_dead_letters: dict[int, list[tuple[Message, InvalidEvent]]] = {}
         self.last_punctuate = 0.0
         self.last_lag_update = 0.0
+        self.clock_floor = datetime.min.replace(tzinfo=UTC)
+        """No clock reading goes below it: the latest batch's clock, or a restored account's evaluated_at."""
         conf = service._client_conf
         self.delivery_errors: list[KafkaError] = []
         guarantee: dict[str, Any] = (
@@ -229,11 +231,20 @@ class _Session:
 
     def _timers_due(self) -> bool:
         deadline = self.classifier.next_deadline()
-        return deadline is not None and deadline <= self.svc.clock()
+        return deadline is not None and deadline <= self._now()
+
+    def _now(self) -> datetime:
+        """The service clock (UTC wall time) made monotonic: decided_at never goes backwards for a key, even
+        when the wall clock steps back or a partition moves from an instance whose clock ran ahead."""
+        now = self.svc.clock()
+        if now < self.clock_floor:
+            return self.clock_floor
+        self.clock_floor = now
+        return now
 
     # ------------------------------------------------------------------ one transaction
     def _batch(self, records: list[Message], partner_msgs: list[Message]) -> None:
-        now = self.svc.clock()
+        now = self._now()
         s = self.s
         tally = BatchTally(input_records=len(records))
         out = BatchOutput()
@@ -387,7 +398,7 @@ class _Session:
         """Build the table before any account is held: nothing to emit yet (bad records wait for their
         dead-letter owner)."""
         tally = BatchTally()
-        self._apply_partner_messages(msgs, self.svc.clock(), None, tally)
+        self._apply_partner_messages(msgs, self._now(), None, tally)
         self.classifier.commit()
         self.metrics.publish(tally)
         self.metrics.partners_known.set(len(self.classifier.partners))
@@ -549,7 +560,10 @@ class _Session:
             total_accounts = 0
             for part in restored:
                 states, checkpoints = split_restored(part, self.codec.decode_states)
-                self.classifier.load(states)
+                for st in states:
+                    if st.evaluated_at is not None and st.evaluated_at > self.clock_floor:
+                        self.clock_floor = st.evaluated_at
+                self.classifier.load(states, self._now())
                 keys = {(st.partner_id, st.customer_id) for st in states}
                 self.partition_accounts[part.partition] = keys
                 for _pid, cid in keys:

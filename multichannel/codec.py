@@ -92,6 +92,7 @@ def state_to_record(state: AccountState) -> dict[str, Any]:
         "subscriptions": subs,
         "status": None if st is None else {"status": st.status.value, "decision_counts": dict(st.decision_counts)},
         "recent_event_ids": list(state.recent_event_ids),
+        "evaluated_at": state.evaluated_at,
     }
 
 
@@ -140,4 +141,5 @@ def state_from_record(d: Mapping[str, Any]) -> AccountState:
         subs,
         status,
         tuple(d["recent_event_ids"]),
+        d.get("evaluated_at"),
     )

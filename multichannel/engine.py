@@ -85,8 +85,8 @@ class Classifier:
 
     # ------------------------------------------------------------------ events
     def apply(self, event: Event, clock: datetime) -> Step:
-        """Apply one valid event at `clock` (the caller fires due timers first): its records, or None for a
-        duplicate."""
+        """Apply one valid event at `clock` (the caller fires due timers first, and clocks never go
+        backwards): its records, or None for a duplicate."""
         if type(event) is PartnerProgramChanged:
             return self._apply_partner(event, clock)
         return self._apply_account(event, clock)  # type: ignore[arg-type]
@@ -111,6 +111,7 @@ class Classifier:
         recent.append(eid)
         if len(recent) > self._window:
             del recent[0]
+        acct.evaluated_at = clock  # every verdict is current at `clock`: due timers fired first
         records: list[OutputRecord] = []
         kind = type(event)
         if kind is SubscriptionPurchased or kind is SubscriptionCancelled or kind is SubscriptionRenewed:
@@ -166,7 +167,10 @@ class Classifier:
                     if self._transactional:
                         self._touch(key, acct)
                     acct.context = None
+                    mark = len(records)
                     self._evaluate(acct, clock, event.event_id, records)
+                    if len(records) > mark:
+                        acct.evaluated_at = clock
         return records
 
     def affected_by_partner(self, partner_id: str) -> set[AccountKey]:
@@ -191,7 +195,8 @@ class Classifier:
 
     def fire_due(self, clock: datetime) -> list[OutputRecord]:
         """Fire every deadline due at or before `clock`, earliest first: one step per deadline instant,
-        accounts in (partner_id, customer_id) order, each evaluated at the deadline (decided_at = deadline)."""
+        accounts in (partner_id, customer_id) order, each evaluated at the deadline (decided_at = deadline).
+        An account already evaluated at or past the deadline is not due: it has passed it."""
         records: list[OutputRecord] = []
         deadlines, accounts = self.deadlines, self._accounts
         while deadlines and deadlines[0] <= clock:
@@ -202,12 +207,17 @@ class Classifier:
             due: set[AccountKey] = set()
             for key in bucket:
                 acct = accounts.get(key)
-                if acct is not None and any(sub.deadline == deadline for sub in acct.subscriptions.values()):
+                if (
+                    acct is not None
+                    and (acct.evaluated_at is None or acct.evaluated_at < deadline)
+                    and any(sub.deadline == deadline for sub in acct.subscriptions.values())
+                ):
                     due.add(key)
             for key in sorted(due):
                 acct = accounts[key]
                 if self._transactional:
                     self._touch(key, acct)
+                acct.evaluated_at = deadline  # kept even when nothing changed: a restore must not fire it again
                 self._evaluate(acct, deadline, None, records)
         return records
 
@@ -316,6 +326,7 @@ class Classifier:
             mark = len(records)
             self._evaluate(acct, clock, None, records)
             if len(records) > mark:
+                acct.evaluated_at = clock
                 cause = self._partner_cause(acct)
                 if cause is not None:
                     for r in records[mark:]:
@@ -365,20 +376,24 @@ class Classifier:
     def __iter__(self) -> Iterator[AccountKey]:
         return iter(list(self._accounts))
 
-    def load(self, states: Iterable[AccountState]) -> None:
-        """Hold restored accounts (no records): indexes and timers are rebuilt; due ones fire on the next
-        `fire_due`."""
+    def load(self, states: Iterable[AccountState], clock: datetime | None = None) -> None:
+        """Hold restored accounts (no records) exactly as they were saved: indexes are rebuilt, and timers
+        for the deadlines each account has not been evaluated past (`AccountState.evaluated_at`); due ones
+        fire on the next `fire_due`. A state saved without `evaluated_at` counts as evaluated at `clock`
+        (the restore time; the caller re-evaluates it with `reconcile`), or, without a clock, at none."""
         for state in states:
             key = (state.partner_id, state.customer_id)
             if key not in self._accounts:
                 self._index_account(key)
             acct = self._accounts[key] = Account.restore(state)
+            passed = state.evaluated_at or clock
             for sub in acct.subscriptions.values():
                 p = sub.purchase
                 if p is not None and p.seller_partner_id is not None:
                     _add_to(self._by_seller, p.seller_partner_id, key)
-                if sub.deadline is not None:
-                    self._schedule(sub.deadline, key)
+                deadline = sub.deadline
+                if deadline is not None and (passed is None or deadline > passed):
+                    self._schedule(deadline, key)
 
     def drop(self, keys: Iterable[AccountKey]) -> None:
         """Forget accounts (their partition was revoked); the seller index and timers are checked on use."""

@@ -95,6 +95,10 @@ class AccountState(NamedTuple):
     subscriptions: dict[str, SubscriptionState] = {}  # a fresh dict per snapshot
     status: StatusSnapshot | None = None
     recent_event_ids: tuple[str, ...] = ()
+    evaluated_at: datetime | None = None
+    """The clock of the account's latest evaluation: every deadline of its subscriptions at or before it
+    has been passed (a restored account fires only later ones). None in states written before it was
+    kept."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -184,6 +188,7 @@ class Account:
         "counts",
         "customer_id",
         "delegated_admin",
+        "evaluated_at",
         "multichannel",
         "partner_id",
         "recent",
@@ -204,6 +209,8 @@ class Account:
         self.multichannel = 0
         self.context: AccountContext | None = None
         """The rules' view of the account, kept by the engine between events (see Classifier._context)."""
+        self.evaluated_at: datetime | None = None
+        """See AccountState.evaluated_at."""
 
     def reclassified(self, old: Verdict | None, new: Verdict) -> bool:
         """Account for one subscription's verdict moving from `old` to `new`; True when its decision
@@ -236,6 +243,7 @@ class Account:
             {sid: sub.snapshot() for sid, sub in self.subscriptions.items()},
             None if status is None else StatusSnapshot(status, tuple(sorted(self.counts.items()))),
             tuple(self.recent),
+            self.evaluated_at,
         )
 
     @classmethod
@@ -246,6 +254,7 @@ class Account:
         acct.delegated_admin = state.delegated_admin
         acct.recent = list(state.recent_event_ids)
         acct.status = None if state.status is None else state.status.status
+        acct.evaluated_at = state.evaluated_at
         subs = acct.subscriptions
         for sid, s in state.subscriptions.items():
             subs[sid] = Subscription(sid, s.purchase, s.cancellation, s.renewal, s.verdict)

@@ -148,6 +148,7 @@ CHANGELOG_SHAPE: dict[str, Any] = {
     },
     "status": {"status": None, "decision_counts": None},
     "recent_event_ids": None,
+    "evaluated_at": None,
 }
 
 

@@ -138,6 +138,7 @@ ACCOUNT_STATE: dict[str, Any] = {
     ],
     "status": {"status": "MULTICHANNEL", "decision_counts": {"BLOCKED_UNTIL_TERM_END": 1}},
     "recent_event_ids": ["e1", "e2", "e3", "e4"],
+    "evaluated_at": datetime(2026, 3, 2, 11, 22, 33, 123456, tzinfo=UTC),
 }
 
 
