@@ -29,6 +29,15 @@ def kafka_error(exc: KafkaException) -> KafkaError | None:
     return arg if isinstance(arg, KafkaError) else None
 
 
+_FENCED_CODES = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+
+
+def is_fenced(err: KafkaError | None) -> bool:
+    """The producer's epoch was bumped: by a newer producer with its transactional.id, or by the
+    transaction coordinator aborting a transaction that outlived transaction.timeout.ms."""
+    return err is not None and err.code() in _FENCED_CODES
+
+
 def is_fatal(err: KafkaError | None) -> bool:
     """Fatal, or a transactional error that is neither abortable nor retriable (treated as fatal)."""
     if err is None:

@@ -31,13 +31,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from consumers.changelog import account_key_bytes, partner_checkpoint_key, read_changelog, split_restored
 from consumers.codec import ServiceCodec
-from consumers.kafka_errors import FatalClientError, UncertainTransaction, is_fatal, kafka_error
+from consumers.kafka_errors import FatalClientError, UncertainTransaction, is_fatal, is_fenced, kafka_error
 from consumers.logs import get_logger
 from consumers.messages import Headers, offset_of, partition_of
 from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
 from consumers.partner_feed import PartnerFeed
 from consumers.runtime import freeze_survivors
 from consumers.settings import Settings
+from consumers.watchdog import Watchdog
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent, UnknownEventType
 from multichannel.model import AccountKey, PartnerProgramChanged
@@ -46,6 +47,12 @@ from multichannel.records import CustomerStatusRecord, SubscriptionDecision
 log = get_logger("multichannel.service")
 
 Clock = Callable[[], datetime]
+
+FATAL_EXIT_CODE = 3
+"""The exit code that asks a supervisor for a restart: the clients cannot go on."""
+
+RESTORE_TIMEOUT_S = 120.0
+"""Longest restore of newly assigned changelog partitions."""
 
 
 def utc_now() -> datetime:
@@ -80,18 +87,30 @@ class ClassifierService:
         self._stop = threading.Event()
         self._client_conf = settings.kafka_client_config()
         self.ops_port: int | None = None
+        # A stop finishes the batch (its commit may take a transaction timeout), then closes the clients.
+        self.watchdog = Watchdog(
+            exit_code=FATAL_EXIT_CODE,
+            stop_deadline_s=settings.transaction_timeout_ms / 1000 + settings.shutdown_timeout_s + 10,
+        )
+        self.metrics.ready.set_function(lambda: float(self.health.ready and self.health.alive))
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self) -> None:
-        """Finish the current batch, commit it, close the clients and return from `run`."""
+        """Finish the current batch, commit it, close the clients and return from `run` (or, past the
+        watchdog's stop deadline, end the process)."""
         self._stop.set()
+        self.watchdog.stop_requested()
 
     def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the service; the watchdog sees them even while a native call blocks the
+        main thread (main thread only)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda _signo, _frame: self.request_stop())
+        self.watchdog.watch_signals()
 
     def run(self, *, serve_ops: bool = True) -> int:
         """Process until stopped; 0 after a clean stop, 3 after a fatal client error."""
+        self.watchdog.start()
         ops: OpsServer | None = None
         if serve_ops:
             ops = OpsServer(self.metrics, self.health, self.settings.metrics_host, self.settings.metrics_port)
@@ -104,15 +123,14 @@ class ClassifierService:
                     _Session(self).run()
                 except UncertainTransaction as exc:
                     log.warning("session_restart", reason=str(exc))
-                    self.metrics.ready.set(0)
                     self.health.ready = False
             return 0
         except FatalClientError as exc:
             log.error("fatal_client_error", error=str(exc), action="exiting so that a supervisor restarts the service")
-            return 3
+            return FATAL_EXIT_CODE
         finally:
             self.health.ready = False
-            self.metrics.ready.set(0)
+            self.watchdog.close()
             if ops is not None:
                 ops.stop()
 
@@ -135,6 +153,8 @@ class _Session:
         self.partner_dead_letters: dict[int, list[tuple[Message, InvalidEvent]]] = {}
         self.last_punctuate = 0.0
         self.last_lag_update = 0.0
+        self.guard = service.watchdog.guard
+        self.transaction_started = 0.0
         self.clock_floor = datetime.min.replace(tzinfo=UTC)
         """No clock reading goes below it: the latest batch's clock, or a restored account's evaluated_at."""
         conf = service._client_conf
@@ -176,19 +196,27 @@ class _Session:
     def run(self) -> None:
         s = self.s
         timeout_s = s.transaction_timeout_ms / 1000
+        guard = self.guard
         try:
             if s.exactly_once:
-                self.producer.init_transactions(max(30.0, timeout_s * 3))
-            self.partners.start()
-            self._apply_partner_catch_up(self.partners.catch_up())
+                init_timeout_s = max(30.0, timeout_s * 3)
+                with guard("init_transactions", init_timeout_s):
+                    self.producer.init_transactions(init_timeout_s)
+            with guard("partner table catch-up", 30 + 120):
+                self.partners.start()
+                caught_up = self.partners.catch_up()
+            self._apply_partner_catch_up(caught_up)
             self.consumer.subscribe(
                 [s.subscription_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
             )
+            poll_timeout_s = s.batch_timeout_ms / 1000
             while not self.svc._stop.is_set():
                 self.svc.health.beat()
-                msgs = self.consumer.consume(num_messages=s.batch_size, timeout=s.batch_timeout_ms / 1000)
+                with guard("consume", poll_timeout_s + timeout_s):  # rebalance callbacks guard their own work
+                    msgs = self.consumer.consume(num_messages=s.batch_size, timeout=poll_timeout_s)
                 records = self._usable(msgs)
-                partner_msgs = self.partners.poll(s.batch_size)
+                with guard("partner poll", timeout_s):
+                    partner_msgs = self.partners.poll(s.batch_size)
                 now_mono = time.monotonic()
                 punctuate = now_mono - self.last_punctuate >= s.punctuate_interval_ms / 1000
                 if punctuate:
@@ -208,9 +236,15 @@ class _Session:
     def _close(self) -> None:
         """Close every client; a failure here (a fenced producer re-raises on flush) must not mask
         the error that ended the session."""
-        for close in (self.consumer.close, self.partners.close, lambda: self.producer.flush(self.s.shutdown_timeout_s)):
+        closes = (
+            ("consumer close", self.consumer.close),
+            ("partner feed close", self.partners.close),
+            ("producer flush", lambda: self.producer.flush(self.s.shutdown_timeout_s)),
+        )
+        for what, close in closes:
             try:
-                close()
+                with self.guard(what, self.s.shutdown_timeout_s):
+                    close()
             except (KafkaException, RuntimeError) as exc:
                 log.warning("close_failed", error=str(exc))
         self.metrics.partitions_owned.set(0)
@@ -263,20 +297,25 @@ class _Session:
             self._batch_at_least_once(now, records, partner_msgs, out, tally, next_offsets)
             self._finish_batch(tally, started)
             return
-        self.producer.begin_transaction()
+        timeout_s = s.transaction_timeout_ms / 1000
+        self.transaction_started = time.monotonic()
         try:
+            with self.guard("begin_transaction", timeout_s):
+                self.producer.begin_transaction()
             self._collect(now, records, partner_msgs, out, tally)
-            self._produce(out, tally)
+            with self.guard("produce", timeout_s):
+                self._produce(out, tally)
             if next_offsets:
                 offsets = [TopicPartition(s.subscription_topic, p, o) for p, o in sorted(next_offsets.items())]
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), s.transaction_timeout_ms / 1000
-                )
+                with self.guard("send_offsets_to_transaction", timeout_s):
+                    self.producer.send_offsets_to_transaction(
+                        offsets, self.consumer.consumer_group_metadata(), timeout_s
+                    )
             self._commit()
         except KafkaException as exc:
             err = kafka_error(exc)
             if is_fatal(err):
-                raise FatalClientError(f"transaction failed: {err}") from exc
+                self._raise_fatal(f"transaction failed: {err}", err, exc)
             log.warning("transaction_abort", error=str(err), records=len(records))
             self._abort(first_offsets)
             self.pending_reconcile = saved_reconcile
@@ -305,9 +344,12 @@ class _Session:
         """Write the batch's outputs, wait for every delivery, then commit the offsets. A failed
         delivery ends the session: the next one restores from the changelog and the committed
         offsets, so the batch is repeated (decisions may repeat; nothing is lost)."""
+        timeout_s = self.s.transaction_timeout_ms / 1000
         self._collect(now, records, partner_msgs, out, tally)
-        self._produce(out, tally)
-        remaining = self.producer.flush(self.s.transaction_timeout_ms / 1000)
+        with self.guard("produce", timeout_s):
+            self._produce(out, tally)
+        with self.guard("flush", timeout_s):
+            remaining = self.producer.flush(timeout_s)
         if remaining or self.delivery_errors:
             errors = [str(e) for e in self.delivery_errors[:3]]
             self.delivery_errors.clear()
@@ -315,7 +357,8 @@ class _Session:
         if next_offsets:
             offsets = [TopicPartition(self.s.subscription_topic, p, o) for p, o in sorted(next_offsets.items())]
             try:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
+                with self.guard("offset commit", timeout_s):
+                    self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:  # e.g. a rebalance took the partitions: repeat from the last commit
                 raise UncertainTransaction(f"offset commit failed: {kafka_error(exc)}") from exc
 
@@ -522,7 +565,8 @@ class _Session:
         timeout_s = self.s.transaction_timeout_ms / 1000
         for attempt in range(3):
             try:
-                self.producer.commit_transaction(timeout_s)
+                with self.guard("commit_transaction", timeout_s):
+                    self.producer.commit_transaction(timeout_s)
                 return
             except KafkaException as exc:
                 err = kafka_error(exc)
@@ -533,12 +577,14 @@ class _Session:
         raise UncertainTransaction("commit_transaction did not complete; outcome unknown")
 
     def _abort(self, first_offsets: dict[int, int]) -> None:
+        timeout_s = self.s.transaction_timeout_ms / 1000
         try:
-            self.producer.abort_transaction(self.s.transaction_timeout_ms / 1000)
+            with self.guard("abort_transaction", timeout_s):
+                self.producer.abort_transaction(timeout_s)
         except KafkaException as exc:
             err = kafka_error(exc)
             if err is not None and err.fatal():
-                raise FatalClientError(f"abort failed: {err}") from exc
+                self._raise_fatal(f"abort failed: {err}", err, exc)
             raise UncertainTransaction(f"abort_transaction did not complete: {err}") from exc
         self.metrics.aborts.inc()
         self.classifier.rollback()
@@ -547,15 +593,30 @@ class _Session:
             if p in self.owned:
                 self.consumer.seek(TopicPartition(self.s.subscription_topic, p, offset))
 
+    def _raise_fatal(self, message: str, err: KafkaError | None, exc: Exception) -> None:
+        """A fenced producer whose transaction outlived transaction.timeout.ms was fenced by the broker
+        itself (it aborts such a transaction and bumps the epoch, e.g. across a broker restart): a new
+        session takes the same transactional.id back at once, so no supervisor is needed. Any other fatal
+        error, or a fencing by a newer instance of this id (a young transaction), ends the process."""
+        age_s = time.monotonic() - self.transaction_started
+        if is_fenced(err) and age_s * 1000 >= self.s.transaction_timeout_ms:
+            raise UncertainTransaction(f"{message} (transaction open {age_s:.1f} s, timed out by the broker)") from exc
+        raise FatalClientError(message) from exc
+
     # ------------------------------------------------------------------ rebalancing
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         new = sorted({tp.partition for tp in partitions} - self.owned)
         self.assigned_once = True
         if new:
             started = time.monotonic()
-            restored = read_changelog(
-                self.svc._client_conf, self.s.changelog_topic, new, f"{self.s.application_id}-restore"
-            )
+            with self.guard("changelog restore", RESTORE_TIMEOUT_S):
+                restored = read_changelog(
+                    self.svc._client_conf,
+                    self.s.changelog_topic,
+                    new,
+                    f"{self.s.application_id}-restore",
+                    timeout_s=RESTORE_TIMEOUT_S,
+                )
             total_records = 0
             total_accounts = 0
             for part in restored:
@@ -588,7 +649,6 @@ class _Session:
         self.metrics.partitions_owned.set(len(self.owned))
         self.metrics.accounts_held.set(len(self.classifier))
         self.svc.health.ready = True
-        self.metrics.ready.set(1)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in partitions} & self.owned
