@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from consumers.settings import PROJECT_ROOT, Settings
+from config.settings import PROJECT_ROOT, Settings
 
 console = Console()
 
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         rate: Annotated[float, typer.Option(help="Events published per second.")] = 200.0,
     ) -> None:
         """Run the whole pipeline locally on a generated workload and show decisions as they arrive."""
-        from consumers.endpoints import resolve
+        from config.endpoints import resolve
         from consumers.tail import DecisionTail, TailView
         from consumers.topics import ensure_topics
         from deploy.local.process import free_port

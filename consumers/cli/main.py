@@ -19,7 +19,7 @@ app = typer.Typer(
 @app.callback()
 def check_settings() -> None:
     """Refuse every command, before it starts, when a MULTICHANNEL_ variable is invalid (exit 2)."""
-    from consumers.settings import Settings, describe_invalid_settings
+    from config.settings import Settings, describe_invalid_settings
 
     try:
         Settings()

@@ -32,8 +32,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from consumers.serde import Decoder, registry_client
-from consumers.settings import PROJECT_ROOT, Settings
+from config.registry import registry_client
+from config.settings import PROJECT_ROOT, Settings
+from consumers.serde import Decoder
 from consumers.topics import ensure_topics
 from multichannel.model import PartnerProgramChanged
 from multichannel.parse import event_to_dict, parse_event
