@@ -18,8 +18,8 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from typer.testing import CliRunner
 
+from cli.main import app
 from config.settings import Settings
-from consumers.cli.main import app
 from consumers.serde import Decoder, OutputEncoders, check_key, event_decoder, topic_schemas
 from multichannel.errors import SchemaMismatch
 from producers.serde import EventEncoder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from consumers.cli import bench, broker, classify, demo, schemas, service, tail, topics, workload
+from cli import bench, broker, classify, demo, schemas, service, tail, topics, workload
 
 app = typer.Typer(
     name="multichannel",
