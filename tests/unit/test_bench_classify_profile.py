@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+from benchmarks.bench_classify import split_profile
 from consumers.classify_runner import classify_stream
-from tests.benchmarks.bench_classify import split_profile
 
 HEAD = "<module> (multichannel:10);classify_command (cli/classify.py:53)"
 

@@ -1,7 +1,7 @@
 """The benchmark's practical limit: a plain confluent-kafka loop that consumes the input and
 produces the same bytes to an output topic, in batches, committing offsets after each batch.
 
-Usage: `python -m tests.benchmarks.passthrough BOOTSTRAP INPUT OUTPUT GROUP`; SIGTERM stops it.
+Usage: `python -m benchmarks.passthrough BOOTSTRAP INPUT OUTPUT GROUP`; SIGTERM stops it.
 """
 
 from __future__ import annotations
