@@ -11,6 +11,8 @@ import sys
 
 from confluent_kafka import Consumer, Producer
 
+from config.logs import kafka_client_logger
+
 
 def main() -> None:
     bootstrap, source, sink, group = sys.argv[1:5]
@@ -24,6 +26,7 @@ def main() -> None:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
+            "logger": kafka_client_logger(),
             "group.id": group,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -31,7 +34,13 @@ def main() -> None:
         }
     )
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4", "enable.idempotence": True}
+        {
+            "bootstrap.servers": bootstrap,
+            "logger": kafka_client_logger(),
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "enable.idempotence": True,
+        }
     )
     consumer.subscribe([source])
     while not stop:
