@@ -48,7 +48,7 @@ bench: install
 # with a sampling profile of the command (py-spy, from the bench group): about 3 minutes.
 bench-classify: install
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --group bench --python $(PYTHON)
-	$(BIN)/python -m tests.benchmarks.bench_classify
+	$(BIN)/python -m benchmarks.bench_classify
 
 clean:
 	rm -rf $(VENV) .cache/uv .pytest_cache .mypy_cache .ruff_cache

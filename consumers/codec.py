@@ -11,8 +11,9 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from consumers.serde import Decoder, OutputEncoders, TopicKind, check_key, event_decoder, registry_client
-from consumers.settings import Settings
+from config.registry import registry_client
+from config.settings import Settings
+from consumers.serde import Decoder, OutputEncoders, TopicKind, check_key, event_decoder
 from multichannel.codec import state_from_record, state_to_record
 from multichannel.errors import InvalidEvent
 from multichannel.model import Event

@@ -42,7 +42,7 @@ from schemas.wire import (
 )
 
 if TYPE_CHECKING:
-    from consumers.settings import Settings
+    from config.settings import Settings
 
 __all__ = [
     "Decoder",
@@ -53,7 +53,6 @@ __all__ = [
     "TopicKind",
     "check_key",
     "event_decoder",
-    "registry_client",
     "topic_schemas",
 ]
 
@@ -74,11 +73,6 @@ Record = tuple[bytes | None, bytes | None] | _MessageLike
 """(key, value) or a confluent_kafka Message."""
 
 Decoded = dict[str, Any] | InvalidEvent
-
-
-def registry_client(settings: Settings) -> SchemaRegistryClient:
-    """A registry client for resolved settings (a `mock://` URL gives an in-process mock)."""
-    return SchemaRegistryClient.new_client(settings.schema_registry_config())
 
 
 def topic_schemas(settings: Settings) -> dict[str, SchemaName]:

@@ -29,15 +29,15 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from config.logs import get_logger
+from config.settings import Settings
 from consumers.changelog import account_key_bytes, partner_checkpoint_key, read_changelog, split_restored
 from consumers.codec import ServiceCodec
 from consumers.kafka_errors import FatalClientError, UncertainTransaction, is_fatal, is_fenced, kafka_error
-from consumers.logs import get_logger
 from consumers.messages import Headers, offset_of, partition_of
 from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
 from consumers.partner_feed import PartnerFeed
 from consumers.runtime import freeze_survivors
-from consumers.settings import Settings
 from consumers.watchdog import Watchdog
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent, UnknownEventType

@@ -12,8 +12,9 @@ from typing import Any
 from confluent_kafka import Consumer
 from rich.table import Table
 
-from consumers.serde import Decoder, registry_client
-from consumers.settings import Settings
+from config.registry import registry_client
+from config.settings import Settings
+from consumers.serde import Decoder
 from schemas import CUSTOMER_STATUS, SUBSCRIPTION_DECISION
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-from consumers.logs import get_logger
+from config.logs import get_logger
 
 log = get_logger("multichannel.watchdog")
 

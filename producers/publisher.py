@@ -15,8 +15,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from consumers.serde import registry_client
-from consumers.settings import Settings
+from config.registry import registry_client
+from config.settings import Settings
 from multichannel.errors import UnknownEventType
 from multichannel.model import Event, PartnerProgramChanged
 from multichannel.parse import event_to_dict, parse_event

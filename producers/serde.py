@@ -16,7 +16,7 @@ from schemas import PARTNER_EVENT, SUBSCRIPTION_EVENT, subject_for
 from schemas.wire import RecordEncoder, RegistryUnavailableError, SchemaNotRegisteredError
 
 if TYPE_CHECKING:
-    from consumers.settings import Settings
+    from config.settings import Settings
 
 __all__ = ["EventEncoder", "RegistryUnavailableError", "SchemaNotRegisteredError"]
 

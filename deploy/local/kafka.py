@@ -13,10 +13,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from config.logs import kafka_client_logger
 from deploy.local.artifacts import kafka_libs
 from deploy.local.process import free_port, java_binary, stop_process, tail
 
@@ -163,9 +165,13 @@ class LocalKafka:
 
     def wait_ready(self, timeout_s: float) -> None:
         """Ready when a metadata request lists the broker (client listeners open only once it is unfenced)."""
-        admin = AdminClient(
-            {"bootstrap.servers": self.bootstrap_servers, "broker.address.family": "v4", "log_level": 0}
-        )
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "broker.address.family": "v4",
+            "log_level": 0,  # the refused connections until the broker listens are expected
+            "logger": kafka_client_logger(),
+        }
+        admin = AdminClient(conf)
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc is not None and self.proc.poll() is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from consumers.settings import PROJECT_ROOT, Settings
+from config.settings import PROJECT_ROOT, Settings
 from consumers.topics import ensure_topics
 
 CACHE_DIR = Path(os.environ.get("MULTICHANNEL_CACHE_DIR", str(PROJECT_ROOT / ".cache")))

@@ -16,8 +16,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from consumers.serde import Decoder, registry_client
-from consumers.settings import Settings
+from config.registry import registry_client
+from config.settings import Settings
+from consumers.serde import Decoder
 from multichannel.engine import Classifier
 from multichannel.model import PartnerProgramChanged
 from multichannel.parse import event_to_dict, parse_event

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from consumers.settings import Settings
+from config.settings import Settings
 from consumers.topics import ensure_topics
 from deploy.local.kafka import LocalKafka
 from tests.integration.conftest import CACHE_DIR

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]
 
-from consumers.settings import Settings
+from config.settings import Settings
 from consumers.topics import ensure_topics
 
 

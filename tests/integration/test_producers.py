@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
+from config.settings import Settings
 from consumers.classify_runner import classify_stream
-from consumers.settings import Settings
 from consumers.topics import ensure_topics
 from deploy.local.kafka import LocalKafka
 from producers.generator import BadRecord, WorkloadGenerator, WorkloadSpec
@@ -132,7 +132,8 @@ def test_publisher_reports_every_event_the_stopped_broker_did_not_take(tmp_path:
         assert failed, "events published while the broker was down are reported as undelivered"
         broker.start(keep_data=True)
         stored = read_topic(settings, settings.subscription_topic) + read_topic(settings, settings.partner_topic)
-        from consumers.serde import Decoder, registry_client
+        from config.registry import registry_client
+        from consumers.serde import Decoder
         from schemas import PARTNER_EVENT, SUBSCRIPTION_EVENT, SchemaName
 
         client = registry_client(settings)

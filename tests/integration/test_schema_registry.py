@@ -18,9 +18,9 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from typer.testing import CliRunner
 
-from consumers.cli.main import app
+from cli.main import app
+from config.settings import Settings
 from consumers.serde import Decoder, OutputEncoders, check_key, event_decoder, topic_schemas
-from consumers.settings import Settings
 from multichannel.errors import SchemaMismatch
 from producers.serde import EventEncoder
 from schemas import SCHEMAS_DIR, parse, schema_str, subject_for

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from consumers.settings import Settings
+from config.settings import Settings
 from producers.generator import WorkloadGenerator, WorkloadSpec
 from tests.integration.pipeline import (
     ServiceProcess,

@@ -13,8 +13,8 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from consumers.serde import registry_client
-from consumers.settings import Settings
+from config.registry import registry_client
+from config.settings import Settings
 from consumers.topics import ensure_topics
 from producers.generator import BadRecord
 from producers.serde import EventEncoder

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from consumers.settings import Settings
+from config.settings import Settings
 from tests.integration.pipeline import ServiceProcess, publish, read_outputs, wait_until_processed
 
 SettingsFactory = Callable[..., Settings]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import inspect
 
+from benchmarks.bench_classify import split_profile
 from consumers.classify_runner import classify_stream
-from tests.benchmarks.bench_classify import split_profile
 
-HEAD = "<module> (multichannel:10);classify_command (consumers/cli/classify.py:53)"
+HEAD = "<module> (multichannel:10);classify_command (cli/classify.py:53)"
 
 
 def _line_of(text: str) -> int:

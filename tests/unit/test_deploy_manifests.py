@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from consumers.settings import Settings
+from config.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SETTING_VARS = {f"MULTICHANNEL_{name.upper()}" for name in Settings.model_fields}

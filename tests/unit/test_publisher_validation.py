@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.settings import Settings
+from config.settings import Settings
 from multichannel.errors import InvalidField, UnknownEventType
 from producers.publisher import PartnerEventPublisher, SubscriptionEventPublisher
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from consumers.settings import Settings
+from config.settings import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -32,7 +32,7 @@ def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyP
 def test_an_invalid_variable_is_described_by_name_without_a_secret_value() -> None:
     from pydantic import ValidationError
 
-    from consumers.settings import describe_invalid_settings
+    from config.settings import describe_invalid_settings
 
     with pytest.raises(ValidationError) as caught:
         Settings.model_validate({"batch_size": "many", "sasl_password": 5})

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
+from cli.classify import parse_as_of
 from consumers.classify_runner import classify_stream
-from consumers.cli.classify import parse_as_of
 
 T0 = "2026-01-01T00:00:00Z"
 _seq = iter(range(1, 1_000_000))

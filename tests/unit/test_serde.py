@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
-from consumers.serde import Decoder, OutputEncoders, check_key, event_decoder, registry_client, topic_schemas
-from consumers.settings import Settings
+from config.registry import registry_client
+from config.settings import Settings
+from consumers.serde import Decoder, OutputEncoders, check_key, event_decoder, topic_schemas
 from multichannel.errors import InvalidEvent, InvalidField, KeyMismatch, SchemaMismatch, UnknownEventType
 from producers.serde import EventEncoder
 from schemas import SCHEMA_NAMES, parse, parsed_schema, schema_str, subject_for

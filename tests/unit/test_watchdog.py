@@ -22,7 +22,7 @@ def _stuck_process(body: str) -> subprocess.Popen[str]:
     script = textwrap.dedent(
         """
         import signal, threading
-        from consumers.logs import configure_logging
+        from config.logs import configure_logging
         from consumers.watchdog import Watchdog
         configure_logging("INFO")
         lock = threading.Lock()
@@ -39,7 +39,8 @@ def _exit_log(proc: subprocess.Popen[str]) -> dict[str, str]:
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     exits = [line for line in lines if line.get("event") == "watchdog_exit"]
     assert len(exits) == 1, err
-    return exits[0]
+    line: dict[str, str] = exits[0]
+    return line
 
 
 def test_a_guarded_call_blocked_past_its_deadline_ends_the_process_with_the_fatal_code() -> None:

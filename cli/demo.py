@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from consumers.settings import PROJECT_ROOT, Settings
+from config.logs import configure_logging
+from config.settings import PROJECT_ROOT, Settings
 
 console = Console()
 
@@ -87,7 +88,7 @@ def register(app: typer.Typer) -> None:
         rate: Annotated[float, typer.Option(help="Events published per second.")] = 200.0,
     ) -> None:
         """Run the whole pipeline locally on a generated workload and show decisions as they arrive."""
-        from consumers.endpoints import resolve
+        from config.endpoints import resolve
         from consumers.tail import DecisionTail, TailView
         from consumers.topics import ensure_topics
         from deploy.local.process import free_port
@@ -97,6 +98,9 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         base = Settings(auto_register_schemas=True)
+        # the demo's own logs (its clients' lines included) go to a file: the terminal shows the live table
+        demo_log = Path(base.local_state_dir) / "demo.log"
+        configure_logging(base.log_level, file=demo_log)
         with ExitStack() as stack:
             if not base.bootstrap_servers:
                 with console.status("starting local Kafka 4.3.1 and Apicurio Registry (first run downloads jars)…"):
@@ -122,7 +126,9 @@ def register(app: typer.Typer) -> None:
                 target=_publish_workload, args=(settings, rate, stop, published), name="workload", daemon=True
             )
             producer.start()
-            console.print(f"classifier service pid {service.pid}, metrics on :{metrics_port}, log {log_path}")
+            console.print(
+                f"classifier service pid {service.pid}, metrics on :{metrics_port}, log {log_path}; demo log {demo_log}"
+            )
             tail = DecisionTail(settings)
             view = TailView()
             try:

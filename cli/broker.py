@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from consumers.settings import Settings
+from config.settings import Settings
 
 broker_app = typer.Typer(help="Run a local Kafka 4.3.1 broker and Apicurio Schema Registry (no Docker needed).")
 console = Console(stderr=True)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.logs import kafka_client_logger
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -137,6 +139,7 @@ class Settings(BaseSettings):
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
             "broker.address.family": "v4",
+            "logger": kafka_client_logger(),  # librdkafka's lines as JSON log events, not raw on stderr
         }
         if self.security_protocol.startswith("SASL"):
             conf["sasl.mechanism"] = self.sasl_mechanism

@@ -7,7 +7,7 @@ pure core (`multichannel`, standard library only), so the comparison measures th
 not two rule implementations; the bench checks that both emit the same decisions.
 
 Quix Streams pins older confluent-kafka and pydantic releases, so this file runs in its own
-virtual environment (made by `tests.benchmarks.suite`), with the repository on `sys.path`.
+virtual environment (made by `benchmarks.suite`), with the repository on `sys.path`.
 Usage: `python peer_quix.py CONFIG.json` (see `PeerConfig` in the suite for the keys).
 """
 
@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -35,7 +35,7 @@ from multichannel.parse import parse_event
 from multichannel.partners import PartnerTable
 from multichannel.records import SubscriptionDecision
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 _DATES = frozenset({"term_start", "term_end", "blocked_until"})
 _TIMES = frozenset({"occurred_at"})
 

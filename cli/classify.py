@@ -45,9 +45,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Classify events (JSON lines on stdin) into decisions, statuses and dead letters (JSON lines on stdout)."""
+        from config.settings import Settings
         from consumers.classify_runner import classify_stream
         from consumers.runtime import tune_gc
-        from consumers.settings import Settings
         from multichannel.engine import Classifier
 
         tune_gc()

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from consumers.endpoints import EndpointsUnavailable, resolve
-from consumers.settings import Settings
+from config.endpoints import EndpointsUnavailable, resolve
+from config.settings import Settings
 
 
 def _json_default(value: Any) -> str:

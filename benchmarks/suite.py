@@ -32,8 +32,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from consumers.serde import Decoder, registry_client
-from consumers.settings import PROJECT_ROOT, Settings
+from config.registry import registry_client
+from config.settings import PROJECT_ROOT, Settings
+from consumers.serde import Decoder
 from consumers.topics import ensure_topics
 from multichannel.model import PartnerProgramChanged
 from multichannel.parse import event_to_dict, parse_event
@@ -221,7 +222,7 @@ class Variants:
         argv = [
             sys.executable,
             "-m",
-            "tests.benchmarks.passthrough",
+            "benchmarks.passthrough",
             s.bootstrap_servers,
             input_topic,
             s.decision_topic,
@@ -680,7 +681,7 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
         "minus RSS at the first commit, divided by the accounts.",
         "- The passthrough consumes batches of 2,000, produces the same bytes with `produce_batch` and commits "
         "offsets asynchronously: no decoding, no state, no transactions.",
-        "- The peer is a Quix Streams application (`tests/benchmarks/peer_quix.py`, exactly-once, RocksDB state "
+        "- The peer is a Quix Streams application (`benchmarks/peer_quix.py`, exactly-once, RocksDB state "
         "with changelog topics, Avro through the registry, its default 5 s commit interval) in its own virtual "
         "environment, with the same pure rule core. Its decisions are checked equal to ours per subscription.",
         "- Latency: a fresh input topic, events produced at half the variant's median rate, each timed from "

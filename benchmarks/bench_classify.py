@@ -1,5 +1,5 @@
 """Classify throughput on a generated stream: the pure engine, and the end-to-end command split
-into JSON parsing, validation, engine and output formatting (`python -m tests.benchmarks.bench_classify`).
+into JSON parsing, validation, engine and output formatting (`python -m benchmarks.bench_classify`).
 
 The split is measured twice. Each part alone, in its own loop (`split_seconds`). And as a sampling
 profile of the real `multichannel classify` command run on the same stream (`profile_shares`, taken

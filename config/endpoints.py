@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from consumers.settings import Settings
+from config.settings import Settings
 
 
 class EndpointsUnavailable(Exception):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from consumers.endpoints import EndpointsUnavailable, resolve
-from consumers.logs import configure_logging, get_logger
-from consumers.settings import Settings
+from config.endpoints import EndpointsUnavailable, resolve
+from config.logs import configure_logging, get_logger
+from config.settings import Settings
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""Serde throughput: `python -m tests.benchmarks.bench_serde [--events N] [--repeat R]`.
+"""Serde throughput: `python -m benchmarks.bench_serde [--events N] [--repeat R]`.
 
 Decodes one batch of subscription events (a realistic mix of the seven types) through the
 service's batch decoder, with and without validation by the core's `parse_event`, next to plain

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from consumers.cli import bench, broker, classify, demo, schemas, service, tail, topics, workload
+from cli import bench, broker, classify, demo, schemas, service, tail, topics, workload
 
 app = typer.Typer(
     name="multichannel",
@@ -18,14 +18,17 @@ app = typer.Typer(
 
 @app.callback()
 def check_settings() -> None:
-    """Refuse every command, before it starts, when a MULTICHANNEL_ variable is invalid (exit 2)."""
-    from consumers.settings import Settings, describe_invalid_settings
+    """Refuse every command, before it starts, when a MULTICHANNEL_ variable is invalid (exit 2); then
+    send its logs, librdkafka's lines included, to stderr as JSON, so that stdout is the command's output."""
+    from config.logs import configure_logging
+    from config.settings import Settings, describe_invalid_settings
 
     try:
-        Settings()
+        settings = Settings()
     except ValidationError as exc:
         typer.echo(f"invalid configuration:\n{describe_invalid_settings(exc)}", err=True)
         raise typer.Exit(2) from exc
+    configure_logging(settings.log_level)
 
 
 bench.register(app)

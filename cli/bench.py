@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from consumers.settings import PROJECT_ROOT, Settings
+from config.settings import PROJECT_ROOT, Settings
 
 console = Console(stderr=True)
 
@@ -31,10 +31,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Raw passthrough, the service at-least-once and exactly-once, a Quix Streams peer, and recovery,
         on one local broker; writes docs/benchmarks.md, .json and .png."""
-        from consumers.endpoints import resolve
+        from benchmarks.suite import BenchError, BenchOptions, run_bench
+        from config.endpoints import resolve
         from consumers.runtime import tune_gc
         from deploy.local.stack import local_stack
-        from tests.benchmarks.suite import BenchError, BenchOptions, run_bench
 
         uv = PROJECT_ROOT / ".cache" / "uv" / "bin" / "uv"
         if peer and not uv.exists():

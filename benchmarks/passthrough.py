@@ -1,7 +1,7 @@
 """The benchmark's practical limit: a plain confluent-kafka loop that consumes the input and
 produces the same bytes to an output topic, in batches, committing offsets after each batch.
 
-Usage: `python -m tests.benchmarks.passthrough BOOTSTRAP INPUT OUTPUT GROUP`; SIGTERM stops it.
+Usage: `python -m benchmarks.passthrough BOOTSTRAP INPUT OUTPUT GROUP`; SIGTERM stops it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import signal
 import sys
 
 from confluent_kafka import Consumer, Producer
+
+from config.logs import kafka_client_logger
 
 
 def main() -> None:
@@ -24,6 +26,7 @@ def main() -> None:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
+            "logger": kafka_client_logger(),
             "group.id": group,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -31,7 +34,13 @@ def main() -> None:
         }
     )
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4", "enable.idempotence": True}
+        {
+            "bootstrap.servers": bootstrap,
+            "logger": kafka_client_logger(),
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "enable.idempotence": True,
+        }
     )
     consumer.subscribe([source])
     while not stop:

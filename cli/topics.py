@@ -6,8 +6,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consumers.endpoints import EndpointsUnavailable, resolve
-from consumers.settings import Settings
+from config.endpoints import EndpointsUnavailable, resolve
+from config.settings import Settings
 
 topics_app = typer.Typer(help="Manage the pipeline's topics.")
 

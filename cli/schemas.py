@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from consumers.endpoints import EndpointsUnavailable, resolve
-from consumers.serde import registry_client, topic_schemas
-from consumers.settings import Settings
+from config.endpoints import EndpointsUnavailable, resolve
+from config.registry import registry_client
+from config.settings import Settings
+from consumers.serde import topic_schemas
 from schemas import SCHEMAS_DIR, load_dir, subject_for
 from schemas.compat import LEVELS, incompatibilities
 from schemas.wire import RegistryUnavailableError, registry_call

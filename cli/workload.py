@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from consumers.endpoints import EndpointsUnavailable, resolve
-from consumers.settings import Settings
+from config.endpoints import EndpointsUnavailable, resolve
+from config.settings import Settings
 
 err = Console(stderr=True)
 
