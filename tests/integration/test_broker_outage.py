@@ -92,7 +92,8 @@ def test_three_broker_restarts_under_load_lose_and_double_nothing(tmp_path: Path
         ensure_topics(settings.kafka_client_config(), settings.topic_specs, 1)
         items = workload(seed=41, customers=360)
         partners, rest = split_partner_first(items)
-        chunks = [rest[i::4] for i in range(4)]
+        size = len(rest) // 4 + 1
+        chunks = [rest[i : i + size] for i in range(0, len(rest), size)]  # published in stream order
         publish(settings, partners)
         supervisor = Supervisor(settings, tmp_path, ["a", "b"])
         for svc in supervisor.instances.values():
