@@ -38,6 +38,7 @@ from consumers.messages import Headers, offset_of, partition_of
 from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
 from consumers.partner_feed import PartnerFeed
 from consumers.runtime import freeze_survivors
+from consumers.serde import RegistryUnavailableError
 from consumers.watchdog import Watchdog
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent, UnknownEventType
@@ -50,6 +51,9 @@ Clock = Callable[[], datetime]
 
 FATAL_EXIT_CODE = 3
 """The exit code that asks a supervisor for a restart: the clients cannot go on."""
+
+REGISTRY_RETRY_S = 2.0
+"""Pause before a batch is retried while the Schema Registry does not answer."""
 
 RESTORE_TIMEOUT_S = 120.0
 """Longest restore of newly assigned changelog partitions."""
@@ -124,6 +128,12 @@ class ClassifierService:
                 except UncertainTransaction as exc:
                     log.warning("session_restart", reason=str(exc))
                     self.health.ready = False
+                except RegistryUnavailableError as exc:  # at session start: the output schemas
+                    log.warning(
+                        "registry_unavailable", url=self.settings.schema_registry_url, error=str(exc), retry_in_s=2.0
+                    )
+                    self.health.ready = False
+                    self._stop.wait(REGISTRY_RETRY_S)
             return 0
         except FatalClientError as exc:
             log.error("fatal_client_error", error=str(exc), action="exiting so that a supervisor restarts the service")
@@ -294,7 +304,11 @@ class _Session:
         self.partners.mark()
         started = time.monotonic()
         if not s.exactly_once:
-            self._batch_at_least_once(now, records, partner_msgs, out, tally, next_offsets)
+            try:
+                self._batch_at_least_once(now, records, partner_msgs, out, tally, next_offsets)
+            except RegistryUnavailableError as exc:  # outputs may be out already: repeat from the last commit
+                self.svc._stop.wait(REGISTRY_RETRY_S)
+                raise UncertainTransaction(f"schema registry unavailable: {exc}") from exc
             self._finish_batch(tally, started)
             return
         timeout_s = s.transaction_timeout_ms / 1000
@@ -312,16 +326,25 @@ class _Session:
                         offsets, self.consumer.consumer_group_metadata(), timeout_s
                     )
             self._commit()
-        except KafkaException as exc:
-            err = kafka_error(exc)
-            if is_fatal(err):
-                self._raise_fatal(f"transaction failed: {err}", err, exc)
-            log.warning("transaction_abort", error=str(err), records=len(records))
+        except (KafkaException, RegistryUnavailableError) as exc:
+            if isinstance(exc, RegistryUnavailableError):
+                # an input record's writer schema could not be fetched: retry the batch, never dead-letter it
+                log.warning("registry_unavailable", error=str(exc), retry_in_s=REGISTRY_RETRY_S)
+                self.svc.health.ready = False
+            else:
+                err = kafka_error(exc)
+                if is_fatal(err):
+                    self._raise_fatal(f"transaction failed: {err}", err, exc)
+                log.warning("transaction_abort", error=str(err), records=len(records))
             self._abort(first_offsets)
             self.pending_reconcile = saved_reconcile
             self.customer_partition = saved_customers
             self.partner_checkpoints = saved_checkpoints
+            if isinstance(exc, RegistryUnavailableError):
+                self.svc._stop.wait(REGISTRY_RETRY_S)
             return
+        if self.assigned_once:
+            self.svc.health.ready = True
         self._finish_batch(tally, started)
 
     def _finish_batch(self, tally: BatchTally, started: float) -> None:

@@ -1,0 +1,46 @@
+"""An unreachable Schema Registry at start is waited for, not a crash: the service retries with a log
+line naming the registry per attempt, stays not ready, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from config.settings import Settings
+from deploy.local.process import free_port
+from tests.integration.pipeline import ServiceProcess
+
+SettingsFactory = Callable[..., Settings]
+
+
+def test_registry_down_at_start_is_retried_with_readiness_false(
+    settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    """Three attempts are logged naming the registry URL; /readyz answers 503 meanwhile; SIGTERM exits 0."""
+    url = f"http://127.0.0.1:{free_port()}/apis/ccompat/v7"  # nothing listens there
+    settings = settings_factory(schema_registry_url=url)
+    service = ServiceProcess(settings, tmp_path / "service.log").start()
+    try:
+        base = service.ops_url()
+        attempts: list[dict[str, str]] = []
+        while len(attempts) < 3:  # each attempt is a log line; the child paces them (2 s apart)
+            assert service.alive(), service.log_tail()
+            lines = service.log_path.read_text(errors="replace").splitlines()
+            attempts = [json.loads(x) for x in lines if '"registry_unavailable"' in x]
+            if len(attempts) < 3:
+                try:
+                    with urllib.request.urlopen(f"{base}/readyz", timeout=5) as resp:
+                        raise AssertionError(f"ready while the registry is down: {resp.status}")
+                except urllib.error.HTTPError as exc:
+                    assert exc.code == 503
+                time.sleep(0.2)  # pacing the probe of a child process's log
+        assert all(a["url"] == url for a in attempts)
+        assert service.terminate(30) == 0, service.log_tail()
+    finally:
+        if service.alive():
+            service.kill()
+    assert "Traceback" not in service.log_path.read_text()
