@@ -68,12 +68,18 @@ class Settings(BaseSettings):
         "outputs flushed, then offsets committed; a crash can repeat a batch's decisions.",
     )
     static_membership: bool = Field(
-        False,
-        description="Join the group with group.instance.id = the transactional id, so that a restarted replica "
-        "takes its partitions back at once instead of after the session timeout.",
+        True,
+        description="Join the group with group.instance.id = the transactional id (each replica's stable id), so "
+        "that a restarted replica takes its partitions back at once, without a rebalance. A replica that stops "
+        "for good gives its partitions up after the session timeout (10 s).",
     )
     batch_size: int = Field(2000, ge=1, description="Most input records processed in one transaction.")
-    batch_timeout_ms: int = Field(100, ge=1, description="Longest wait to fill a batch.")
+    batch_timeout_ms: int = Field(
+        100,
+        ge=1,
+        description="Longest wait for the first record of a batch; a batch closes as soon as the records the "
+        "client has fetched are taken (up to the batch size), so a light load is not held back.",
+    )
     transaction_timeout_ms: int = Field(
         10_000, ge=1000, description="transaction.timeout.ms: how long a crashed instance can hold readers back."
     )

@@ -223,7 +223,7 @@ class _Session:
             while not self.svc._stop.is_set():
                 self.svc.health.beat()
                 with guard("consume", poll_timeout_s + timeout_s):  # rebalance callbacks guard their own work
-                    msgs = self.consumer.consume(num_messages=s.batch_size, timeout=poll_timeout_s)
+                    msgs = self._next_batch(poll_timeout_s)
                 records = self._usable(msgs)
                 with guard("partner poll", timeout_s):
                     partner_msgs = self.partners.poll(s.batch_size)
@@ -259,13 +259,27 @@ class _Session:
                 log.warning("close_failed", error=str(exc))
         self.metrics.partitions_owned.set(0)
 
+    def _next_batch(self, wait_s: float) -> list[Message]:
+        """Adaptive batching: take what the client has already fetched (up to the batch size) at once; when
+        nothing is there, wait up to `wait_s` for the first record and take what came with it. A batch closes
+        when the fetched input is drained, not when a timer runs out, so a light load is not held back and a
+        heavy one still fills whole batches."""
+        consumer, size = self.consumer, self.s.batch_size
+        msgs = consumer.consume(num_messages=size, timeout=0)
+        if msgs:
+            return msgs
+        first = consumer.poll(wait_s)
+        if first is None:
+            return []
+        return [first, *consumer.consume(num_messages=size - 1, timeout=0)] if size > 1 else [first]
+
     def _usable(self, msgs: list[Message]) -> list[Message]:
         """Drop error events and records of partitions revoked during the poll."""
         out: list[Message] = []
         for m in msgs:
             err = m.error()
             if err is not None:
-                if err.fatal():
+                if err.fatal() or err.code() == KafkaError._FATAL:  # e.g. a static member fenced by its own id
                     raise KafkaException(err)
                 log.warning("consumer_error", error=str(err))
                 continue
