@@ -7,7 +7,7 @@ UV := .cache/uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck unit integration bench bench-classify clean
+.PHONY: install run test lint typecheck unit integration chromium bench bench-classify bench-dashboard clean
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv
@@ -29,10 +29,14 @@ typecheck: install
 unit: install
 	$(BIN)/pytest tests/unit
 
-integration: install
+# Debian's chromium for the dashboard's browser tests (installed when missing and root; else a message).
+chromium:
+	bash deploy/local/chromium.sh
+
+integration: install chromium
 	$(BIN)/pytest tests/integration
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/pytest
 
 run: install
