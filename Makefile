@@ -54,5 +54,10 @@ bench-classify: install
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --group bench --python $(PYTHON)
 	$(BIN)/python -m tests.benchmarks.bench_classify
 
+# The dashboard at 100,000 accounts and 1,000,000 decisions (memory, page times), then live on the local
+# stack (commit → open overview page); writes docs/dashboard-benchmarks.md. About 2 minutes.
+bench-dashboard: install chromium
+	$(BIN)/python -m tests.benchmarks.bench_dashboard
+
 clean:
 	rm -rf $(VENV) .cache/uv .pytest_cache .mypy_cache .ruff_cache

@@ -136,10 +136,11 @@ def _json(data: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
 
 
-def _csv_cell(value: Any) -> str:
-    """A cell as text; one that a spreadsheet would run as a formula starts with a quote."""
-    text = " ".join(value) if isinstance(value, list) else "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+def _csv_cell(text: str | None) -> str:
+    """A cell; one that a spreadsheet would run as a formula starts with a quote."""
+    if not text:
+        return ""
+    return "'" + text if text[0] in "=+-@\t\r" else text
 
 
 def create_app(dashboard: Dashboard, token: str = "") -> Starlette:
@@ -219,12 +220,8 @@ def create_app(dashboard: Dashboard, token: str = "") -> Starlette:
         rows = queries.queue_rows(view, partner, params["decision"], params["action"], params["sort"], params["order"])
         out = io.StringIO()
         writer = csv.writer(out)
-        columns = ("customer_id", "subscription_id", "decision", "reason", "rule", "blocked_until", "decided_at")
-        writer.writerow((*columns, "next_actions", "relationship_via_partner_ids"))
-        for row in rows:
-            actions = [a["code"] for a in row["next_actions"]]
-            cells = [row[c] for c in columns] + [actions, row["relationship_via_partner_ids"]]
-            writer.writerow([_csv_cell(v) for v in cells])
+        writer.writerow(queries.CSV_COLUMNS)
+        writer.writerows([_csv_cell(v) for v in row] for row in rows)
         filename = quote(f"work-queue-{partner}.csv", safe="")
         return Response(
             out.getvalue(),

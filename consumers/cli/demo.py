@@ -39,6 +39,7 @@ def _dashboard_port(wanted: int) -> int:
 
     if wanted:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed port is free
             try:
                 s.bind(("127.0.0.1", wanted))
             except OSError:
