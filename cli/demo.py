@@ -1,11 +1,12 @@
 """`multichannel demo` (what `make run` runs): local broker and registry, topics, the classifier
-service, a generated workload at a moderate rate, and the live decision table; Ctrl-C or SIGTERM
-stops everything and prints a summary."""
+service, the dashboard beside it (its URL printed), a generated workload at a moderate rate, and the
+live decision table; Ctrl-C or SIGTERM stops everything and prints a summary."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,10 +28,49 @@ from config.settings import PROJECT_ROOT, Settings
 console = Console()
 
 
-def _service_env(settings: Settings, metrics_port: int) -> dict[str, str]:
+def _service_env(settings: Settings, metrics_port: int, **updates: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MULTICHANNEL_")}
-    env.update(settings.model_copy(update={"metrics_port": metrics_port}).to_env())
+    env.update(settings.model_copy(update={"metrics_port": metrics_port, **updates}).to_env())
     return env
+
+
+def _dashboard_port(wanted: int) -> int:
+    """The configured dashboard port when it is free, else any free one (a second demo, another program)."""
+    from deploy.local.process import free_port
+
+    if wanted:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed port is free
+            try:
+                s.bind(("127.0.0.1", wanted))
+            except OSError:
+                return free_port()
+            return wanted
+    return free_port()
+
+
+def _start(log_path: Path, env: dict[str, str], *command: str) -> subprocess.Popen[bytes]:
+    """A `multichannel` subcommand logging to `log_path`, in its own session like the broker's: Ctrl-C or a
+    SIGTERM to the terminal's group reaches the demo alone, which reads the service's counts before it
+    stops its children, with one SIGTERM each."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [str(PROJECT_ROOT / ".venv" / "bin" / "multichannel"), *command],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.terminate()
+    try:
+        return proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(5)
 
 
 def _scrape(port: int) -> dict[str, Counter[str]]:
@@ -110,17 +150,19 @@ def register(app: typer.Typer) -> None:
             ensure_topics(settings.kafka_client_config(), settings.topic_specs, settings.replication_factor)
             metrics_port = free_port()
             log_path = Path(settings.local_state_dir) / "demo-service.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with log_path.open("ab") as log:
-                service = subprocess.Popen(
-                    [str(PROJECT_ROOT / ".venv" / "bin" / "multichannel"), "run"],
-                    env=_service_env(settings, metrics_port),
-                    stdout=log,
-                    stderr=log,
-                    # Its own session, like the broker's: Ctrl-C or a SIGTERM to the terminal's group reaches
-                    # the demo alone, which reads the service's counts before it stops it, with one SIGTERM.
-                    start_new_session=True,
-                )
+            service = _start(log_path, _service_env(settings, metrics_port), "run")
+            dashboard_port = _dashboard_port(settings.dashboard_port)
+            dashboard_log = Path(settings.local_state_dir) / "demo-dashboard.log"
+            dashboard = _start(
+                dashboard_log,
+                _service_env(
+                    settings,
+                    metrics_port,
+                    dashboard_port=dashboard_port,
+                    dashboard_metrics_url=settings.dashboard_metrics_url or f"http://127.0.0.1:{metrics_port}/metrics",
+                ),
+                "dashboard",
+            )
             published: Counter[str] = Counter()
             producer = threading.Thread(
                 target=_publish_workload, args=(settings, rate, stop, published), name="workload", daemon=True
@@ -129,6 +171,10 @@ def register(app: typer.Typer) -> None:
             console.print(
                 f"classifier service pid {service.pid}, metrics on :{metrics_port}, log {log_path}; demo log {demo_log}"
             )
+            url = f"http://{settings.dashboard_host}:{dashboard_port}/"
+            if settings.dashboard_token.get_secret_value():
+                url += " (open it once with ?token=<MULTICHANNEL_DASHBOARD_TOKEN>)"
+            console.print(f"dashboard [bold]{url}[/bold], log {dashboard_log}")
             tail = DecisionTail(settings)
             view = TailView()
             try:
@@ -141,12 +187,8 @@ def register(app: typer.Typer) -> None:
                 stop.set()
                 producer.join(10)
                 counts = _scrape(metrics_port)
-                service.terminate()
-                try:
-                    code = service.wait(15)
-                except subprocess.TimeoutExpired:
-                    service.kill()
-                    code = service.wait(5)
+                code = _stop(service)
+                _stop(dashboard)
                 tail.close()
                 _summary(published, counts, view, code)
         console.print("local stack stopped" if not base.bootstrap_servers else "done")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from cli import bench, broker, classify, demo, schemas, service, tail, topics, workload
+from cli import bench, broker, classify, dashboard, demo, schemas, service, tail, topics, workload
 
 app = typer.Typer(
     name="multichannel",
@@ -39,6 +39,7 @@ schemas.register(app)
 service.register(app)
 tail.register(app)
 demo.register(app)
+dashboard.register(app)
 workload.register(app)
 
 

@@ -100,6 +100,22 @@ class Settings(BaseSettings):
         8.0, gt=0, description="Longest wait for outstanding deliveries when the service closes its producer."
     )
 
+    # --- dashboard -------------------------------------------------------------------------------
+    dashboard_host: str = Field(
+        "127.0.0.1", description="Address the dashboard listens on (loopback only unless set otherwise)."
+    )
+    dashboard_port: int = Field(8765, ge=0, le=65535, description="Port of the dashboard; 0 picks a free port.")
+    dashboard_token: SecretStr = Field(
+        SecretStr(""),
+        description="When set, every dashboard page and API asks for it: `Authorization: Bearer <token>`, "
+        "`?token=<token>` once (it sets a cookie), or that cookie.",
+    )
+    dashboard_metrics_url: str = Field(
+        "",
+        description="The service's Prometheus endpoint the dashboard reads lag and throughput from; empty means "
+        "`http://127.0.0.1:<MULTICHANNEL_METRICS_PORT>/metrics`.",
+    )
+
     # --- local tooling -----------------------------------------------------------------------------
     cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="Maven repository, Kafka and Apicurio jars.")
     local_state_dir: Path = Field(

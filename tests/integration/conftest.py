@@ -141,33 +141,38 @@ def unique_name() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+def make_settings(kafka_bootstrap: str, schema_registry_url: str, prefix: str, **overrides: Any) -> Settings:
+    """Settings with topic names under `prefix` on the test broker (topics created), 3 partitions each."""
+    p = f"{prefix}-{uuid.uuid4().hex[:4]}"
+    values: dict[str, Any] = {
+        "bootstrap_servers": kafka_bootstrap,
+        "schema_registry_url": schema_registry_url,
+        "subscription_topic": f"{p}.subscription-events",
+        "partner_topic": f"{p}.partner-events",
+        "decision_topic": f"{p}.decisions",
+        "status_topic": f"{p}.customer-status",
+        "dead_letter_topic": f"{p}.dead-letters",
+        "application_id": f"{p}-app",
+        "input_partitions": 3,
+        "output_partitions": 3,
+        "partner_partitions": 2,
+        "metrics_port": 0,
+        "auto_register_schemas": True,
+        "batch_timeout_ms": 50,
+        "punctuate_interval_ms": 200,
+    }
+    values.update(overrides)
+    settings = Settings(**values)
+    ensure_topics(settings.kafka_client_config(), settings.topic_specs, 1)
+    return settings
+
+
 @pytest.fixture
 def settings_factory(kafka_bootstrap: str, schema_registry_url: str, unique_name: str) -> Callable[..., Settings]:
     """Settings with unique topic names on the test broker (topics created), 3 partitions each."""
 
     def make(**overrides: Any) -> Settings:
-        p = f"{unique_name}-{uuid.uuid4().hex[:4]}"
-        values: dict[str, Any] = {
-            "bootstrap_servers": kafka_bootstrap,
-            "schema_registry_url": schema_registry_url,
-            "subscription_topic": f"{p}.subscription-events",
-            "partner_topic": f"{p}.partner-events",
-            "decision_topic": f"{p}.decisions",
-            "status_topic": f"{p}.customer-status",
-            "dead_letter_topic": f"{p}.dead-letters",
-            "application_id": f"{p}-app",
-            "input_partitions": 3,
-            "output_partitions": 3,
-            "partner_partitions": 2,
-            "metrics_port": 0,
-            "auto_register_schemas": True,
-            "batch_timeout_ms": 50,
-            "punctuate_interval_ms": 200,
-        }
-        values.update(overrides)
-        settings = Settings(**values)
-        ensure_topics(settings.kafka_client_config(), settings.topic_specs, 1)
-        return settings
+        return make_settings(kafka_bootstrap, schema_registry_url, unique_name, **overrides)
 
     return make
 
