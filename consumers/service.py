@@ -23,6 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -697,6 +698,9 @@ class _Session:
                 if self.customer_partition.get(cid) == p:
                     del self.customer_partition[cid]
         self.owned -= gone
+        for p in gone:
+            with suppress(KeyError):  # no lag was published for it yet
+                self.metrics.consumer_lag.remove(str(p))
         self.partner_checkpoints = {
             pp: o for pp, o in self.partner_checkpoints.items() if self._partner_checkpoint_owner(pp) in self.owned
         }

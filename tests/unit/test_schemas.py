@@ -15,7 +15,7 @@ import schemas
 from schemas import SCHEMA_NAMES, SchemaName, load_dir, parsed_schema, schema_str, subject_for
 from schemas.compat import incompatibilities
 
-# --- the contract (shared/contract/events.md, shared/domain/multichannel-rules.md), restated ----------------
+# --- the event contract and the rule book, restated (docs/rules.md explains them) -------------------------
 
 COMMON = {"event_type", "event_id", "occurred_at"}
 SUBSCRIPTION_EVENT_FIELDS: dict[str, set[str]] = {
