@@ -2,8 +2,8 @@
 through every channel, relationships, renewals, cancellations, partner program changes,
 customers that are themselves partners, duplicates and a configurable share of bad records.
 
-Events are contract dicts (the JSON-lines form of the event contract, see `docs/rules.md` and `schemas/`); bad records are
-`BadRecord`s that say which dead-letter reason they must produce. The same seed and parameters
+Events are contract dicts (the JSON-lines form of the events, see `docs/rules.md` and `schemas/`);
+bad records are `BadRecord`s that say which dead-letter reason they must produce. The same seed and parameters
 give the same stream, event for event.
 """
 
