@@ -36,6 +36,8 @@ def rules_page() -> list[dict[str, Any]]:
             close_paragraph()
             title = heading.group(2)
             sections.append({"level": len(heading.group(1)), "title": title, "anchor": slug(title), "paragraphs": []})
+        elif re.fullmatch(r'\s*<a id="[\w-]+"></a>\s*', line):
+            continue  # a fixed anchor for links from outside; the section's heading carries its own
         elif line.strip():
             paragraph.append(line)
         else:

@@ -22,7 +22,7 @@ def test_registry_down_at_start_is_retried_with_readiness_false(
 ) -> None:
     """Three attempts are logged naming the registry URL; /readyz answers 503 meanwhile; SIGTERM exits 0."""
     url = f"http://127.0.0.1:{free_port()}/apis/ccompat/v7"  # nothing listens there
-    settings = settings_factory(schema_registry_url=url)
+    settings = settings_factory().model_copy(update={"schema_registry_url": url})
     service = ServiceProcess(settings, tmp_path / "service.log").start()
     try:
         base = service.ops_url()
