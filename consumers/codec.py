@@ -14,7 +14,8 @@ from confluent_kafka import Message
 from config.registry import registry_client
 from config.settings import Settings
 from consumers.serde import Decoder, OutputEncoders, TopicKind, check_key, event_decoder
-from multichannel.codec import state_from_record, state_to_record
+from consumers.state_format import decode_state, encode_state
+from multichannel.codec import state_from_record
 from multichannel.errors import InvalidEvent
 from multichannel.model import Event
 from multichannel.parse import parse_event
@@ -63,13 +64,22 @@ class ServiceCodec:
     def encode_status(self, record: CustomerStatusRecord) -> bytes:
         return self._out.status.encode(record.to_dict())
 
-    def encode_state(self, state: AccountState) -> bytes:
-        return self._out.changelog.encode(state_to_record(state))
+    @staticmethod
+    def encode_state(state: AccountState) -> bytes:
+        """The changelog's own compact format (`consumers.state_format`), not Avro."""
+        return encode_state(state)
 
     def decode_states(self, values: Sequence[bytes]) -> list[AccountState]:
-        """Changelog values of our own writing; a value that does not decode is a bug, so it raises."""
+        """Changelog values of our own writing, in the compact format or in the Avro form of the earlier
+        release (read through the registry); a value that does not decode is a bug, so it raises."""
         result: list[AccountState] = []
-        for item in self._states.decode_values(list(values)):
+        legacy: list[bytes] = []
+        for value in values:
+            if value[:1] == b"\x00":
+                legacy.append(value)
+            else:
+                result.append(decode_state(value))
+        for item in self._states.decode_values(legacy) if legacy else ():
             if isinstance(item, InvalidEvent):
                 raise item
             result.append(state_from_record(item))

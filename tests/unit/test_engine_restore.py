@@ -13,6 +13,7 @@ import fastavro
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumers.state_format import decode_state, encode_state
 from multichannel.codec import state_from_record, state_to_record
 from multichannel.engine import Classifier
 from multichannel.model import (
@@ -35,7 +36,12 @@ CLOCK_START = datetime(2026, 1, 1, 9, 30, tzinfo=UTC)
 
 
 def through_changelog(state: AccountState) -> AccountState:
-    """The state as a restore reads it back: Avro-encoded with the changelog schema, then decoded."""
+    """The state as a restore reads it back: in the changelog's compact format, then decoded."""
+    return decode_state(encode_state(state))
+
+
+def through_avro_changelog(state: AccountState) -> AccountState:
+    """The state as the earlier release's changelog held it: the Avro record of the changelog schema."""
     schema = parsed_schema(ACCOUNT_STATE)
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schema, state_to_record(state))
@@ -229,8 +235,9 @@ def test_an_account_is_the_same_after_save_and_load(seed: int, cut: float) -> No
             clock += timedelta(days=7)
             engine.fire_due(clock)
         engine.apply(ev, clock)
-    restored = Classifier(partners=engine.partners)
     states = [engine.get(key) for key in engine]
+    assert [through_avro_changelog(s) for s in states if s is not None] == states
+    restored = Classifier(partners=engine.partners)
     restored.load([through_changelog(s) for s in states if s is not None], clock)
     for key in engine:
         before, after = engine.get(key), restored.get(key)
