@@ -76,8 +76,8 @@ def measure_ceiling(
                     encoded.append((rec.customer_id.encode(), codec.encode_decision(rec)))
                 else:
                     encoded.append((account_key_bytes(rec.partner_id, rec.customer_id), codec.encode_status(rec)))
-        for key, state in engine.pending_changes().items():
-            encoded.append((account_key_bytes(*key), codec.encode_state(state)))
+        for key, acct in engine.changed_accounts():
+            encoded.append((account_key_bytes(*key), codec.encode_account(acct)))
         engine.commit()
         out += len(encoded)
     seconds = time.perf_counter() - started

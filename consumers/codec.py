@@ -14,13 +14,13 @@ from confluent_kafka import Message
 from config.registry import registry_client
 from config.settings import Settings
 from consumers.serde import Decoder, OutputEncoders, TopicKind, check_key, event_decoder
-from consumers.state_format import decode_state, encode_state
+from consumers.state_format import decode_state, encode_account
 from multichannel.codec import state_from_record
 from multichannel.errors import InvalidEvent
 from multichannel.model import Event
 from multichannel.parse import parse_event
 from multichannel.records import CustomerStatusRecord, SubscriptionDecision
-from multichannel.state import AccountState
+from multichannel.state import Account, AccountState
 from schemas import ACCOUNT_STATE
 
 
@@ -65,9 +65,9 @@ class ServiceCodec:
         return self._out.status.encode(record.to_dict())
 
     @staticmethod
-    def encode_state(state: AccountState) -> bytes:
+    def encode_account(acct: Account) -> bytes:
         """The changelog's own compact format (`consumers.state_format`), not Avro."""
-        return encode_state(state)
+        return encode_account(acct)
 
     def decode_states(self, values: Sequence[bytes]) -> list[AccountState]:
         """Changelog values of our own writing, in the compact format or in the Avro form of the earlier

@@ -417,14 +417,14 @@ class _Session:
             self.pending_reconcile.clear()
         self._apply_subscription_messages(records, now, out, tally)
         self._release_partner_dead_letters(out, tally)
-        for key, state in self.classifier.pending_changes().items():
+        for key, acct in self.classifier.changed_accounts():
             partition = self.customer_partition.get(key[1])
             if partition is None or partition not in self.owned:
                 continue
             out.changelog.append(
                 {
                     "key": account_key_bytes(*key),
-                    "value": self.codec.encode_state(state),
+                    "value": self.codec.encode_account(acct),
                     "partition": partition,
                 }
             )

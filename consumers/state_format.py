@@ -35,7 +35,7 @@ from multichannel.model import (
     SubscriptionPurchased,
     SubscriptionRenewed,
 )
-from multichannel.state import AccountState, Flag, StatusSnapshot, SubscriptionState, Verdict
+from multichannel.state import Account, AccountState, Flag, StatusSnapshot, SubscriptionState, Verdict
 
 AVRO_FORMAT: Final = 0
 """First byte of a value in the Confluent-framed Avro form (the magic byte)."""
@@ -72,14 +72,15 @@ def _verdict(v: Verdict | None) -> list[Any] | None:
     ]
 
 
-def encode_state(state: AccountState) -> bytes:
-    """One account as a changelog value (format 0x01)."""
+def encode_account(acct: Account) -> bytes:
+    """One account, read from the engine's working copy (no snapshot is made), as a changelog value
+    (format 0x01)."""
     subs: list[Any] = []
-    for sid, s in state.subscriptions.items():
+    for s in acct.subscriptions.values():
         p, c, r = s.purchase, s.cancellation, s.renewal
         subs.append(
             [
-                sid,
+                s.subscription_id,
                 None
                 if p is None
                 else [
@@ -98,17 +99,17 @@ def encode_state(state: AccountState) -> bytes:
                 _verdict(s.verdict),
             ]
         )
-    st = state.status
+    st = acct.status
     return _V1 + orjson.dumps(
         [
-            state.partner_id,
-            state.customer_id,
-            _flag(state.relationship),
-            _flag(state.delegated_admin),
+            acct.partner_id,
+            acct.customer_id,
+            _flag(acct.relationship),
+            _flag(acct.delegated_admin),
             subs,
-            None if st is None else [st.status._value_, st.decision_counts],
-            state.recent_event_ids,
-            state.evaluated_at,
+            None if st is None else [st._value_, sorted(acct.counts.items())],
+            acct.recent,
+            acct.evaluated_at,
         ]
     )
 

@@ -81,6 +81,7 @@ class Classifier:
         """A heap of the distinct pending deadlines ([0] is the earliest): read it, never change it, outside."""
         self._due_at: dict[datetime, Bucket] = {}  # deadline -> accounts; few distinct days, many accounts
         self._undo: dict[AccountKey, AccountState | None] = {}  # snapshot before the batch's first change
+        self._dirty: set[AccountKey] = set()  # accounts the batch really changed (for the changelog)
         self._popped: list[tuple[datetime, Bucket]] = []
 
     # ------------------------------------------------------------------ events
@@ -103,10 +104,12 @@ class Classifier:
             self._index_account(key)
             if self._transactional:
                 self._undo.setdefault(key, None)
+                self._dirty.add(key)
         elif eid in acct.recent:
             return None
         elif self._transactional:
             self._touch(key, acct)
+            self._dirty.add(key)
         recent = acct.recent
         recent.append(eid)
         if len(recent) > self._window:
@@ -171,6 +174,7 @@ class Classifier:
                     self._evaluate(acct, clock, event.event_id, records)
                     if len(records) > mark:
                         acct.evaluated_at = clock
+                        self._dirty.add(key)
         return records
 
     def affected_by_partner(self, partner_id: str) -> set[AccountKey]:
@@ -217,6 +221,7 @@ class Classifier:
                 acct = accounts[key]
                 if self._transactional:
                     self._touch(key, acct)
+                    self._dirty.add(key)
                 acct.evaluated_at = deadline  # kept even when nothing changed: a restore must not fire it again
                 self._evaluate(acct, deadline, None, records)
         return records
@@ -327,6 +332,7 @@ class Classifier:
             self._evaluate(acct, clock, None, records)
             if len(records) > mark:
                 acct.evaluated_at = clock
+                self._dirty.add(key)
                 cause = self._partner_cause(acct)
                 if cause is not None:
                     for r in records[mark:]:
@@ -400,23 +406,24 @@ class Classifier:
         dropped = {key for key in keys if self._accounts.pop(key, None) is not None}
         for key in dropped:
             self._undo.pop(key, None)
+        self._dirty -= dropped
         self._unindex_accounts(dropped)
 
-    def pending_changes(self) -> dict[AccountKey, AccountState]:
-        """Accounts changed since the last commit or rollback, as snapshots."""
-        changes: dict[AccountKey, AccountState] = {}
+    def changed_accounts(self) -> list[tuple[AccountKey, Account]]:
+        """Accounts changed since the last commit or rollback (an event applied, a deadline passed, or a
+        re-evaluation that emitted records), as the engine's working copies: read them before `commit`,
+        never change them. What the service writes to its changelog."""
         accounts = self._accounts
-        for key, old in self._undo.items():
-            acct = accounts.get(key)
-            if acct is not None:
-                now = acct.snapshot()
-                if now != old:
-                    changes[key] = now
-        return changes
+        return [(key, acct) for key in self._dirty if (acct := accounts.get(key)) is not None]
+
+    def pending_changes(self) -> dict[AccountKey, AccountState]:
+        """`changed_accounts` as snapshots."""
+        return {key: acct.snapshot() for key, acct in self.changed_accounts()}
 
     def commit(self) -> None:
-        """Make the changes since the last commit permanent (read them first with `pending_changes`)."""
+        """Make the changes since the last commit permanent (read them first with `changed_accounts`)."""
         self._undo.clear()
+        self._dirty.clear()
         self._popped.clear()
         self.partners.commit()
 
@@ -431,6 +438,7 @@ class Classifier:
                 self._accounts[key] = Account.restore(old)
         self._unindex_accounts(opened)
         self._undo.clear()
+        self._dirty.clear()
         for deadline, bucket in self._popped:
             pending = self._due_at.get(deadline)
             if pending is None:

@@ -279,12 +279,14 @@ def test_the_changelog_reads_the_earlier_releases_avro_states_and_its_own_compac
     """An account state written as the registered Avro record (the earlier release's changelog) and the
     same state in the compact format decode to the same account, side by side in one restore batch."""
     from consumers.codec import ServiceCodec
-    from consumers.state_format import encode_state
+    from consumers.state_format import encode_account
     from multichannel.codec import state_from_record
+    from multichannel.state import Account
 
     encoders = OutputEncoders.for_settings(settings, new_client(schema_registry_url), auto_register=True)
     legacy = encoders.changelog.encode(ACCOUNT_STATE)
     state = state_from_record(ACCOUNT_STATE)
     codec = ServiceCodec(settings)
-    assert legacy[0] == 0 and encode_state(state)[0] == 1
-    assert codec.decode_states([legacy, encode_state(state), legacy]) == [state, state, state]
+    compact = encode_account(Account.restore(state))
+    assert legacy[0] == 0 and compact[0] == 1
+    assert codec.decode_states([legacy, compact, legacy]) == [state, state, state]

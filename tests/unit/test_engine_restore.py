@@ -13,7 +13,7 @@ import fastavro
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.state_format import decode_state, encode_state
+from consumers.state_format import decode_state, encode_account
 from multichannel.codec import state_from_record, state_to_record
 from multichannel.engine import Classifier
 from multichannel.model import (
@@ -35,9 +35,9 @@ FAST = settings(max_examples=40, deadline=None)
 CLOCK_START = datetime(2026, 1, 1, 9, 30, tzinfo=UTC)
 
 
-def through_changelog(state: AccountState) -> AccountState:
-    """The state as a restore reads it back: in the changelog's compact format, then decoded."""
-    return decode_state(encode_state(state))
+def through_changelog(state: AccountState | Account) -> AccountState:
+    """The account as a restore reads it back: in the changelog's compact format, then decoded."""
+    return decode_state(encode_account(Account.restore(state) if isinstance(state, AccountState) else state))
 
 
 def through_avro_changelog(state: AccountState) -> AccountState:
@@ -79,7 +79,7 @@ class ServiceLike:
     fresh classifier, with the same partner table or one rebuilt from the partner events, and
     reconciles the restored accounts before the next batch's events."""
 
-    def __init__(self, save: Callable[[AccountState], AccountState] = through_changelog) -> None:
+    def __init__(self, save: Callable[[Account], AccountState] = through_changelog) -> None:
         self.engine = Classifier()
         self.changelog: dict[tuple[str, str], AccountState] = {}
         self.partner_events: list[PartnerProgramChanged] = []
@@ -108,8 +108,8 @@ class ServiceLike:
             if isinstance(ev, PartnerProgramChanged):
                 self.partner_events.append(ev)
             records += engine.apply(ev, clock) or []
-        for key, state in engine.pending_changes().items():
-            self.changelog[key] = self.save(state)
+        for key, acct in engine.changed_accounts():
+            self.changelog[key] = self.save(acct)
         engine.commit()
         self.emitted += records
 
