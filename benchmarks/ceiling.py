@@ -77,7 +77,7 @@ def measure_ceiling(
                 else:
                     encoded.append((account_key_bytes(rec.partner_id, rec.customer_id), codec.encode_status(rec)))
         for key, acct in engine.changed_accounts():
-            encoded.append((account_key_bytes(*key), codec.encode_account(acct)))
+            encoded.append((account_key_bytes(*key), codec.encode_account(acct, engine.account_view(acct))))
         engine.commit()
         out += len(encoded)
     seconds = time.perf_counter() - started

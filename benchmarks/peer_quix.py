@@ -37,7 +37,7 @@ from multichannel.records import SubscriptionDecision
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 _DATES = frozenset({"term_start", "term_end", "blocked_until"})
-_TIMES = frozenset({"occurred_at"})
+_TIMES = frozenset({"occurred_at", "evaluated_at"})
 
 
 def _schema(name: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ once, so the cost is one Avro decode per account, not per changelog record.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,15 +112,18 @@ def partner_checkpoint_key(partner_partition: int) -> bytes:
     return PARTNER_CHECKPOINT_PREFIX + str(partner_partition).encode()
 
 
-def split_restored(
-    restored: RestoredPartition, decode_states: Callable[[Sequence[bytes]], list[Any]]
-) -> tuple[list[Any], dict[int, int]]:
-    """Decode account states in one batch; return them with the partition's partner checkpoints."""
-    values: list[bytes] = []
+def split_restored(restored: RestoredPartition) -> tuple[list[bytes], list[bytes], dict[int, int]]:
+    """A partition's latest values sorted out: account states in the compact format, account states in
+    the earlier release's Avro form (first byte 0, decoded through the registry), and the partition's
+    partner checkpoints."""
+    compact: list[bytes] = []
+    legacy: list[bytes] = []
     checkpoints: dict[int, int] = {}
     for key, value in restored.values.items():
         if key.startswith(PARTNER_CHECKPOINT_PREFIX):
             checkpoints[int(key[len(PARTNER_CHECKPOINT_PREFIX) :])] = int(value)
+        elif value[:1] == b"\x00":
+            legacy.append(value)
         else:
-            values.append(value)
-    return decode_states(values), checkpoints
+            compact.append(value)
+    return compact, legacy, checkpoints

@@ -65,9 +65,9 @@ class ServiceCodec:
         return self._out.status.encode(record.to_dict())
 
     @staticmethod
-    def encode_account(acct: Account) -> bytes:
+    def encode_account(acct: Account, partner_view: str) -> bytes:
         """The changelog's own compact format (`consumers.state_format`), not Avro."""
-        return encode_account(acct)
+        return encode_account(acct, partner_view)
 
     def decode_states(self, values: Sequence[bytes]) -> list[AccountState]:
         """Changelog values of our own writing, in the compact format or in the Avro form of the earlier

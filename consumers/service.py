@@ -32,7 +32,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from config.logs import get_logger
 from config.settings import Settings
-from consumers.changelog import account_key_bytes, partner_checkpoint_key, read_changelog, split_restored
+from consumers.changelog import (
+    RestoredPartition,
+    account_key_bytes,
+    partner_checkpoint_key,
+    read_changelog,
+    split_restored,
+)
 from consumers.codec import ServiceCodec
 from consumers.kafka_errors import FatalClientError, UncertainTransaction, is_fatal, is_fenced, kafka_error
 from consumers.messages import Headers, offset_of, partition_of
@@ -40,6 +46,7 @@ from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
 from consumers.partner_feed import PartnerFeed
 from consumers.runtime import freeze_survivors
 from consumers.serde import RegistryUnavailableError
+from consumers.state_format import decode_state, read_header
 from consumers.watchdog import Watchdog
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent, UnknownEventType
@@ -424,7 +431,7 @@ class _Session:
             out.changelog.append(
                 {
                     "key": account_key_bytes(*key),
-                    "value": self.codec.encode_account(acct),
+                    "value": self.codec.encode_account(acct, self.classifier.account_view(acct)),
                     "partition": partition,
                 }
             )
@@ -658,19 +665,12 @@ class _Session:
             total_records = 0
             total_accounts = 0
             for part in restored:
-                states, checkpoints = split_restored(part, self.codec.decode_states)
-                for st in states:
-                    if st.evaluated_at is not None and st.evaluated_at > self.clock_floor:
-                        self.clock_floor = st.evaluated_at
-                self.classifier.load(states, self._now())
-                keys = {(st.partner_id, st.customer_id) for st in states}
+                keys = self._hold_restored(part)
                 self.partition_accounts[part.partition] = keys
                 for _pid, cid in keys:
                     self.customer_partition[cid] = part.partition
-                self.pending_reconcile |= keys
-                self.partner_checkpoints.update(checkpoints)
                 total_records += part.records_read
-                total_accounts += len(states)
+                total_accounts += len(keys)
                 self.metrics.restore_seconds.observe(part.seconds)
             self.metrics.restore_records.inc(total_records)
             freeze_survivors()
@@ -687,6 +687,31 @@ class _Session:
         self.metrics.partitions_owned.set(len(self.owned))
         self.metrics.accounts_held.set(len(self.classifier))
         self.svc.health.ready = True
+
+    def _hold_restored(self, part: RestoredPartition) -> set[AccountKey]:
+        """Hold a restored partition's accounts as their saved bytes (built on first use); accounts whose
+        partner view moved since they were saved, and those in the earlier release's Avro form, are
+        re-evaluated before the next batch's events."""
+        compact, legacy, checkpoints = split_restored(part)
+        self.partner_checkpoints.update(checkpoints)
+        keys: set[AccountKey] = set()
+        hold, floor = self.classifier.hold, self.clock_floor
+        for value in compact:
+            head = read_header(value)
+            key = (head.partner_id, head.customer_id)
+            keys.add(key)
+            if hold(key, head.sellers, head.deadlines, head.partner_view, value, decode_state):
+                self.pending_reconcile.add(key)
+            if head.evaluated_at is not None and head.evaluated_at > floor:
+                floor = head.evaluated_at
+        self.clock_floor = floor
+        if legacy:
+            states = self.codec.decode_states(legacy)
+            self.classifier.load(states, self._now())
+            old = {(st.partner_id, st.customer_id) for st in states}
+            keys |= old
+            self.pending_reconcile |= old
+        return keys
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in partitions} & self.owned

@@ -2,14 +2,17 @@
 
 The changelog is internal to the service, so it need not be the nested Avro record of
 `schemas/account_state.avsc` (about 150 µs to encode an account of eight subscriptions through
-fastavro). A value is a format byte, then the account as a JSON array (orjson, written and read in
-native code):
+fastavro). A value is a format byte, a header line and the account, both JSON arrays (orjson,
+written and read in native code):
 
-    0x01 [partner, customer, relationship, delegated_admin, subscriptions, status, recent_ids, evaluated_at]
+    0x01 [partner, customer, sellers, pending_deadlines, partner_view, evaluated_at] \n
+         [partner, customer, relationship, delegated_admin, subscriptions, status, recent_ids, evaluated_at]
 
-with flags as [active, occurred_at, event_id], a subscription as [id, purchase, cancellation,
-renewal, verdict] and events as arrays of their fields (the account's ids are not repeated).
-Times are ISO 8601 in UTC and dates YYYY-MM-DD, as orjson writes them.
+The header is what a restore needs to hold the account without building it (`Classifier.hold`): its
+indexes, the term ends it has not passed, and the partner view its verdicts were made with. The
+body is decoded on the account's first use. Flags are [active, occurred_at, event_id], a
+subscription [id, purchase, cancellation, renewal, verdict], events arrays of their fields (the
+account's ids not repeated). Times are ISO 8601 in UTC and dates YYYY-MM-DD, as orjson writes them.
 
 The first byte tells the formats apart: 0x00 is the Confluent framing of the Avro record the earlier
 release wrote (decoded through the registry by the caller), 0x01 this format; a later format takes
@@ -19,7 +22,7 @@ release wrote (decoded through the registry by the caller), 0x01 this format; a 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -72,12 +75,31 @@ def _verdict(v: Verdict | None) -> list[Any] | None:
     ]
 
 
-def encode_account(acct: Account) -> bytes:
+class Header(NamedTuple):
+    """What a restore reads of a value without decoding the account."""
+
+    partner_id: str
+    customer_id: str
+    sellers: list[str]
+    deadlines: list[datetime]
+    partner_view: str
+    evaluated_at: datetime | None
+
+
+def encode_account(acct: Account, partner_view: str) -> bytes:
     """One account, read from the engine's working copy (no snapshot is made), as a changelog value
-    (format 0x01)."""
+    (format 0x01); `partner_view` is `Classifier.partner_view` of the account."""
     subs: list[Any] = []
+    sellers: set[str] = set()
+    pending: list[datetime] = []
+    passed = acct.evaluated_at
     for s in acct.subscriptions.values():
         p, c, r = s.purchase, s.cancellation, s.renewal
+        if p is not None and p.seller_partner_id is not None:
+            sellers.add(p.seller_partner_id)
+        deadline = s.deadline
+        if deadline is not None and (passed is None or deadline > passed) and deadline not in pending:
+            pending.append(deadline)
         subs.append(
             [
                 s.subscription_id,
@@ -100,17 +122,23 @@ def encode_account(acct: Account) -> bytes:
             ]
         )
     st = acct.status
-    return _V1 + orjson.dumps(
-        [
-            acct.partner_id,
-            acct.customer_id,
-            _flag(acct.relationship),
-            _flag(acct.delegated_admin),
-            subs,
-            None if st is None else [st._value_, sorted(acct.counts.items())],
-            acct.recent,
-            acct.evaluated_at,
-        ]
+    header = orjson.dumps([acct.partner_id, acct.customer_id, sorted(sellers), pending, partner_view, passed])
+    return (
+        _V1
+        + header
+        + b"\n"
+        + orjson.dumps(
+            [
+                acct.partner_id,
+                acct.customer_id,
+                _flag(acct.relationship),
+                _flag(acct.delegated_admin),
+                subs,
+                None if st is None else [st._value_, sorted(acct.counts.items())],
+                acct.recent,
+                acct.evaluated_at,
+            ]
+        )
     )
 
 
@@ -126,11 +154,23 @@ def _flag_in(f: list[Any] | None) -> Flag | None:
     return None if f is None else Flag(f[0], _ts(f[1]), f[2])
 
 
-def decode_state(value: bytes) -> AccountState:
-    """A changelog value of format 0x01 as the account it holds (StateFormatError for any other)."""
+def _check(value: bytes) -> None:
     if not value or value[0] != COMPACT_V1:
         raise StateFormatError(f"changelog value format {value[:1].hex() or 'empty'} is not {_V1.hex()}")
-    pid, cid, rel, admin, subs_in, st, recent, evaluated = orjson.loads(value[1:])
+
+
+def read_header(value: bytes) -> Header:
+    """The header of a value of format 0x01 (StateFormatError for any other)."""
+    _check(value)
+    end = value.index(b"\n")
+    pid, cid, sellers, deadlines, view, evaluated = orjson.loads(value[1:end])
+    return Header(pid, cid, sellers, [_ts(d) for d in deadlines], view, None if evaluated is None else _ts(evaluated))
+
+
+def decode_state(value: bytes) -> AccountState:
+    """A changelog value of format 0x01 as the account it holds (StateFormatError for any other)."""
+    _check(value)
+    pid, cid, rel, admin, subs_in, st, recent, evaluated = orjson.loads(value[value.index(b"\n") + 1 :])
     subs: dict[str, SubscriptionState] = {}
     for sid, p, c, r, v in subs_in:
         subs[sid] = SubscriptionState(

@@ -12,7 +12,7 @@ the changelog. `classify` never rolls back and keeps no snapshots.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from multichannel.model import (
@@ -36,6 +36,10 @@ from multichannel.state import Account, AccountState, Subscription, merge_flag
 Bucket = list[AccountKey]
 """The accounts that had a subscription ending at one deadline when it was scheduled (a renewal or
 a cancellation may have moved it since: checked when the deadline fires)."""
+
+
+Thaw = Callable[[bytes], AccountState]
+"""Turns a held account's saved bytes into its state (the host's changelog decoder)."""
 
 
 Step = list[OutputRecord] | None
@@ -71,6 +75,10 @@ class Classifier:
         self.rulebook_version = rulebook_version
         self._window = dedup_window
         self._accounts: dict[AccountKey, Account] = {}
+        # Restored accounts not touched yet, as their saved bytes: a restore costs no decoding, and an
+        # account is built on first use (`_thawed`). Indexed and scheduled like the others.
+        self._held: dict[AccountKey, bytes] = {}
+        self._thaw: Thaw | None = None
         # Reverse indexes, append-only lists (appending is cheaper than hashing into a large set). An
         # account is indexed by partner and customer once, when it is opened or restored; by seller
         # once per purchase that names one (an account may stand there more than once).
@@ -99,7 +107,7 @@ class Classifier:
         key = (event.partner_id, event.customer_id)
         acct = self._accounts.get(key)
         eid = event.event_id
-        if acct is None:
+        if acct is None and (not self._held or (acct := self._thawed(key)) is None):
             acct = self._accounts[key] = Account(key[0], key[1])
             self._index_account(key)
             if self._transactional:
@@ -163,9 +171,8 @@ class Classifier:
             return None
         records: list[OutputRecord] = []
         if changed:
-            accounts = self._accounts
             for key in sorted(self.affected_by_partner(event.partner_id)):
-                acct = accounts.get(key)
+                acct = self._account(key)
                 if acct is not None:
                     if self._transactional:
                         self._touch(key, acct)
@@ -202,7 +209,7 @@ class Classifier:
         accounts in (partner_id, customer_id) order, each evaluated at the deadline (decided_at = deadline).
         An account already evaluated at or past the deadline is not due: it has passed it."""
         records: list[OutputRecord] = []
-        deadlines, accounts = self.deadlines, self._accounts
+        deadlines, accounts, account = self.deadlines, self._accounts, self._account
         while deadlines and deadlines[0] <= clock:
             deadline = heapq.heappop(deadlines)
             bucket = self._due_at.pop(deadline)
@@ -210,7 +217,7 @@ class Classifier:
                 self._popped.append((deadline, bucket))
             due: set[AccountKey] = set()
             for key in bucket:
-                acct = accounts.get(key)
+                acct = account(key)
                 if (
                     acct is not None
                     and (acct.evaluated_at is None or acct.evaluated_at < deadline)
@@ -321,9 +328,8 @@ class Classifier:
         last emitted records (after a restart, the table may have moved on since the state was saved).
         The cause is the latest partner event among the partners the account depends on."""
         records: list[OutputRecord] = []
-        accounts = self._accounts
-        for key in sorted(accounts if keys is None else keys):
-            acct = accounts.get(key)
+        for key in sorted(self if keys is None else keys):
+            acct = self._account(key)
             if acct is None:
                 continue
             if self._transactional:
@@ -373,14 +379,74 @@ class Classifier:
 
     def get(self, key: AccountKey) -> AccountState | None:
         """A snapshot of the account, or None."""
-        acct = self._accounts.get(key)
+        acct = self._account(key)
         return None if acct is None else acct.snapshot()
 
     def __len__(self) -> int:
-        return len(self._accounts)
+        return len(self._accounts) + len(self._held)
 
     def __iter__(self) -> Iterator[AccountKey]:
-        return iter(list(self._accounts))
+        return iter([*self._accounts, *self._held])
+
+    @property
+    def held(self) -> int:
+        """Restored accounts still kept as their saved bytes."""
+        return len(self._held)
+
+    def _account(self, key: AccountKey) -> Account | None:
+        acct = self._accounts.get(key)
+        return acct if acct is not None or not self._held else self._thawed(key)
+
+    def _thawed(self, key: AccountKey) -> Account | None:
+        """Build a held account from its saved bytes, on its first use (None when it is not held)."""
+        saved = self._held.pop(key, None)
+        if saved is None:
+            return None
+        assert self._thaw is not None
+        acct = self._accounts[key] = Account.restore(self._thaw(saved))
+        return acct
+
+    def partner_view(self, partner_id: str, customer_id: str, sellers: Iterable[str]) -> str:
+        """What an account's verdicts depend on outside itself: the rule book's version and the partner
+        events in force for its partner, its customer and its sellers. Saved with the account; when it
+        is the same at a restore, the account's verdicts are current and it needs no re-evaluation."""
+        entries = self.partners.entries
+        ids = sorted({partner_id, customer_id, *sellers})
+        return self.rulebook_version + "|" + ",".join(getattr(entries.get(i), "event_id", "") for i in ids)
+
+    def account_view(self, acct: Account) -> str:
+        """`partner_view` of a held-in-memory account (its sellers read from its purchases)."""
+        sellers = [
+            p.seller_partner_id
+            for sub in acct.subscriptions.values()
+            if (p := sub.purchase) is not None and p.seller_partner_id is not None
+        ]
+        return self.partner_view(acct.partner_id, acct.customer_id, sellers)
+
+    def hold(
+        self,
+        key: AccountKey,
+        sellers: Iterable[str],
+        deadlines: Iterable[datetime],
+        view: str,
+        saved: bytes,
+        thaw: Thaw,
+    ) -> bool:
+        """Hold a restored account as its saved bytes, built by `thaw` on first use: indexed under its
+        partner, customer and `sellers`, with timers for `deadlines` (those it has not passed). True
+        when the partner view it was saved with (`partner_view`) is no longer current: the caller
+        re-evaluates it with `reconcile`."""
+        self._thaw = thaw
+        if key not in self._accounts and key not in self._held:
+            self._index_account(key)
+        self._accounts.pop(key, None)
+        self._held[key] = saved
+        sellers = tuple(sellers)
+        for seller in sellers:
+            _add_to(self._by_seller, seller, key)
+        for deadline in deadlines:
+            self._schedule(deadline, key)
+        return view != self.partner_view(key[0], key[1], sellers)
 
     def load(self, states: Iterable[AccountState], clock: datetime | None = None) -> None:
         """Hold restored accounts (no records) exactly as they were saved: indexes are rebuilt, and timers
@@ -389,8 +455,9 @@ class Classifier:
         (the restore time; the caller re-evaluates it with `reconcile`), or, without a clock, at none."""
         for state in states:
             key = (state.partner_id, state.customer_id)
-            if key not in self._accounts:
+            if key not in self._accounts and key not in self._held:
                 self._index_account(key)
+            self._held.pop(key, None)
             acct = self._accounts[key] = Account.restore(state)
             passed = state.evaluated_at or clock
             for sub in acct.subscriptions.values():
@@ -403,7 +470,8 @@ class Classifier:
 
     def drop(self, keys: Iterable[AccountKey]) -> None:
         """Forget accounts (their partition was revoked); the seller index and timers are checked on use."""
-        dropped = {key for key in keys if self._accounts.pop(key, None) is not None}
+        held = self._held
+        dropped = {key for key in keys if self._accounts.pop(key, None) is not None or held.pop(key, None) is not None}
         for key in dropped:
             self._undo.pop(key, None)
         self._dirty -= dropped

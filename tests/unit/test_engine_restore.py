@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,7 +13,7 @@ import fastavro
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.state_format import decode_state, encode_account
+from consumers.state_format import decode_state, encode_account, read_header
 from multichannel.codec import state_from_record, state_to_record
 from multichannel.engine import Classifier
 from multichannel.model import (
@@ -37,7 +37,8 @@ CLOCK_START = datetime(2026, 1, 1, 9, 30, tzinfo=UTC)
 
 def through_changelog(state: AccountState | Account) -> AccountState:
     """The account as a restore reads it back: in the changelog's compact format, then decoded."""
-    return decode_state(encode_account(Account.restore(state) if isinstance(state, AccountState) else state))
+    acct = Account.restore(state) if isinstance(state, AccountState) else state
+    return decode_state(encode_account(acct, ""))
 
 
 def through_avro_changelog(state: AccountState) -> AccountState:
@@ -75,17 +76,18 @@ def by_key(records: Sequence[OutputRecord]) -> dict[tuple[str, ...], list[dict[s
 
 class ServiceLike:
     """The service's use of the engine, Kafka taken away: one committed batch at a time (due timers,
-    then events, then the changed accounts to the changelog); a restart restores the changelog into a
-    fresh classifier, with the same partner table or one rebuilt from the partner events, and
-    reconciles the restored accounts before the next batch's events."""
+    then events, then the changed accounts to the changelog in its compact format); a restart holds the
+    changelog's accounts in a fresh classifier (built on first use), with the same partner table or one
+    rebuilt from the partner events, and reconciles those whose partner view moved before the next
+    batch's events."""
 
-    def __init__(self, save: Callable[[Account], AccountState] = through_changelog) -> None:
+    def __init__(self) -> None:
         self.engine = Classifier()
-        self.changelog: dict[tuple[str, str], AccountState] = {}
+        self.changelog: dict[tuple[str, str], bytes] = {}
         self.partner_events: list[PartnerProgramChanged] = []
         self.pending_reconcile: set[tuple[str, str]] = set()
-        self.save = save
         self.emitted: list[OutputRecord] = []
+        self.reconciled = 0
 
     def restart(self, clock: datetime, *, rebuild_table: bool) -> None:
         table = self.engine.partners
@@ -95,8 +97,12 @@ class ServiceLike:
                 table.apply(ev)
             table.commit()
         self.engine = Classifier(partners=table)
-        self.engine.load(self.changelog.values(), clock)
-        self.pending_reconcile = set(self.changelog)
+        for key, value in self.changelog.items():
+            head = read_header(value)
+            assert key == (head.partner_id, head.customer_id)
+            if self.engine.hold(key, head.sellers, head.deadlines, head.partner_view, value, decode_state):
+                self.pending_reconcile.add(key)
+        self.reconciled += len(self.pending_reconcile)
 
     def batch(self, batch: Sequence[Event], clock: datetime) -> None:
         engine = self.engine
@@ -109,7 +115,7 @@ class ServiceLike:
                 self.partner_events.append(ev)
             records += engine.apply(ev, clock) or []
         for key, acct in engine.changed_accounts():
-            self.changelog[key] = self.save(acct)
+            self.changelog[key] = encode_account(acct, engine.account_view(acct))
         engine.commit()
         self.emitted += records
 
@@ -290,3 +296,34 @@ def test_a_state_saved_before_evaluated_at_was_kept_is_restored_without_firing_p
     assert restored.fire_due(clock) == []
     assert restored.reconcile(clock) == []
     assert restored.deadlines == [datetime(2027, 2, 1, tzinfo=UTC)]
+
+
+def test_a_held_account_is_reconciled_only_when_its_partner_view_moved() -> None:
+    """An account saved with the partner table it was evaluated with is held without a re-evaluation;
+    once its partner's program moved (the partner topic ran ahead of the saved state), holding it says
+    so, and reconcile emits what the move changed. Held accounts are built only on first use."""
+    clock = datetime(2026, 11, 25, tzinfo=UTC)
+    live = Classifier()
+    live.apply(PartnerProgramChanged("p1", datetime(2025, 1, 1, tzinfo=UTC), "P1", Program.CSP_DIRECT, ()), clock)
+    live.apply(direct_license("e1", "S1", date(2027, 3, 25)), clock)
+    [(key, acct)] = live.changed_accounts()
+    saved = encode_account(acct, live.account_view(acct))
+    live.commit()
+    head = read_header(saved)
+
+    same = Classifier(partners=live.partners)
+    assert not same.hold(key, head.sellers, head.deadlines, head.partner_view, saved, decode_state)
+    assert (len(same), same.held) == (1, 1)
+    assert same.deadlines == [datetime(2027, 3, 25, tzinfo=UTC)]
+
+    moved = PartnerTable()
+    moved.apply(PartnerProgramChanged("p1", datetime(2025, 1, 1, tzinfo=UTC), "P1", Program.CSP_DIRECT, ()))
+    moved.apply(PartnerProgramChanged("p2", datetime(2025, 6, 1, tzinfo=UTC), "P1", Program.NONE, ()))
+    moved.commit()
+    later = Classifier(partners=moved)
+    assert later.hold(key, head.sellers, head.deadlines, head.partner_view, saved, decode_state)
+    records = later.reconcile(clock, [key])
+    assert [(r.rule.value, r.caused_by_event_id) for r in records if isinstance(r, SubscriptionDecision)] == [
+        ("R2", "p2")
+    ]
+    assert later.held == 0
