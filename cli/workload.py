@@ -99,8 +99,12 @@ def register(app: typer.Typer) -> None:
     @app.command("produce")
     def produce_command(
         file: Annotated[Path, typer.Argument(exists=True, help="JSON-lines file of events (contract format).")],
+        timeout: Annotated[
+            float, typer.Option(min=0.1, help="Longest wait for the brokers' delivery reports, in seconds.")
+        ] = 30.0,
     ) -> None:
-        """Publish a JSON-lines file of events; invalid lines are rejected before Kafka with their reason."""
+        """Publish a JSON-lines file of events; invalid lines are rejected before Kafka with their reason.
+        Exit 1 when an event was not delivered (or its delivery was not confirmed within --timeout)."""
         from multichannel.errors import InvalidEvent, SchemaMismatch
         from producers.publisher import DeliveryFailed, EventPublisher
 
@@ -108,7 +112,10 @@ def register(app: typer.Typer) -> None:
         lines = file.read_bytes().splitlines()
         published = rejected = 0
         futures = []
-        with EventPublisher(settings, auto_register=True) as publisher, _progress() as progress:
+        publisher = EventPublisher(
+            settings, auto_register=True, delivery_timeout_ms=int(timeout * 1000), flush_timeout_s=timeout
+        )
+        with publisher, _progress() as progress:
             task = progress.add_task(f"publishing {file.name}", total=len(lines))
             for number, raw in enumerate(lines, start=1):
                 progress.advance(task)
@@ -126,14 +133,20 @@ def register(app: typer.Typer) -> None:
                     rejected += 1
                     err.print(f"line {number}: {exc.reason}: {exc.message}")
             publisher.flush()
-        failed = 0
+        failed = unconfirmed = 0
         for future in futures:
-            try:
-                future.result(timeout=0)
+            if not future.done():  # no delivery report within the timeout: not known to be delivered
+                unconfirmed += 1
+                continue
+            error = future.exception()
+            if error is None:
                 published += 1
-            except DeliveryFailed as exc:
+            else:
                 failed += 1
-                err.print(str(exc))
+                err.print(str(error) if isinstance(error, DeliveryFailed) else repr(error))
+        if unconfirmed:
+            err.print(f"{unconfirmed} events had no delivery report within {timeout:g} s (brokers unreachable?)")
+        failed += unconfirmed
         err.print(f"published {published}, rejected {rejected}, undelivered {failed}")
         if failed:
             raise typer.Exit(1)

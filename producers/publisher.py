@@ -36,9 +36,18 @@ class EventPublisher:
     """Publishes subscription, relationship and partner events; use as a context manager."""
 
     def __init__(
-        self, settings: Settings, *, auto_register: bool = False, linger_ms: int = 5, delivery_timeout_ms: int = 30_000
+        self,
+        settings: Settings,
+        *,
+        auto_register: bool = False,
+        linger_ms: int = 5,
+        delivery_timeout_ms: int = 30_000,
+        flush_timeout_s: float = 30.0,
     ) -> None:
+        """`delivery_timeout_ms`: how long the client tries to deliver a record before it reports it
+        undelivered; `flush_timeout_s`: the longest wait for outstanding reports on close."""
         self.settings = settings
+        self.flush_timeout_s = flush_timeout_s
         self._encoder = EventEncoder.for_settings(settings, registry_client(settings), auto_register=auto_register)
         self._producer = Producer(
             {
@@ -82,9 +91,9 @@ class EventPublisher:
         self._producer.poll(0)
         return future
 
-    def flush(self, timeout_s: float = 30.0) -> int:
-        """Wait for outstanding deliveries; returns how many are still undelivered."""
-        return int(self._producer.flush(timeout_s))
+    def flush(self, timeout_s: float | None = None) -> int:
+        """Wait for outstanding deliveries (default `flush_timeout_s`); returns how many are still undelivered."""
+        return int(self._producer.flush(self.flush_timeout_s if timeout_s is None else timeout_s))
 
     def __enter__(self) -> EventPublisher:
         return self

@@ -145,3 +145,39 @@ def test_publisher_reports_every_event_the_stopped_broker_did_not_take(tmp_path:
         assert set(delivered) <= ids, "nothing reported delivered that the broker does not have"
     finally:
         broker.stop()
+
+
+def test_produce_reports_undelivered_events_when_the_broker_is_unreachable(
+    tmp_path: Path, schema_registry_url: str
+) -> None:
+    """`multichannel produce` with no broker listening: every event is reported undelivered within its
+    --timeout, in one summary line, with exit code 1 and no traceback."""
+    import os
+    import subprocess
+
+    from deploy.local.process import free_port
+    from tests.integration.pipeline import PROJECT_ROOT
+
+    lines = [
+        orjson.dumps(i)
+        for i in WorkloadGenerator(WorkloadSpec(seed=3, partners=5, customers=5, bad_rate=0)).events()
+        if isinstance(i, dict)
+    ][:5]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MULTICHANNEL_")}
+    env |= {
+        "MULTICHANNEL_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "MULTICHANNEL_SCHEMA_REGISTRY_URL": schema_registry_url,
+    }
+    done = subprocess.run(
+        [str(PROJECT_ROOT / ".venv" / "bin" / "multichannel"), "produce", "--timeout", "2", str(events)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "published 0, rejected 0, undelivered 5" in done.stderr
+    assert "Traceback" not in done.stderr
