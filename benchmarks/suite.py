@@ -667,6 +667,16 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
     for name, value, met in report["targets"]:
         lines.append(f"| {name} | {value} | {'n/a' if met is None else ('yes' if met else '**no**')} |")
     lines += ["", "## Peer check", "", f"Quix Streams peer against the exactly-once service: {report['peer_check']}."]
+    dashboard = report.get("dashboard")
+    if dashboard:
+        lines += [
+            "",
+            "## Dashboard",
+            "",
+            "From `make bench-dashboard` (`docs/dashboard-benchmarks.md`, its last run):",
+            "",
+        ]
+        lines += dashboard.splitlines()
     if chart is not None:
         lines += ["", f"![throughput and latency per variant]({chart.name})"]
     lines += [
@@ -870,6 +880,9 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
         "wall_seconds": round(time.monotonic() - started),
     }
     report["targets"] = targets(results, recovery)
+    dashboard = opts.docs_dir / "dashboard-benchmarks.md"
+    if dashboard.exists():  # the dashboard's own figures, measured by make bench-dashboard
+        report["dashboard"] = dashboard.read_text().split("\n", 1)[1].replace("\n## ", "\n### ").strip()
     opts.docs_dir.mkdir(parents=True, exist_ok=True)
     (opts.docs_dir / "benchmarks.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     chart = render_chart(report, opts.docs_dir / "benchmarks.png")
