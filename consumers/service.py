@@ -220,6 +220,7 @@ class _Session:
                 init_timeout_s = max(30.0, timeout_s * 3)
                 with guard("init_transactions", init_timeout_s):
                     self.producer.init_transactions(init_timeout_s)
+                log.info("transactions_initialised", transactional_id=s.transactional_id)
             with guard("partner table catch-up", 30 + 120):
                 self.partners.start()
                 caught_up = self.partners.catch_up()
