@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 
 from config.settings import Settings
-from consumers.topics import ensure_topics
 from deploy.local.kafka import LocalKafka
-from tests.integration.conftest import CACHE_DIR
+from tests.integration.conftest import CACHE_DIR, make_settings
 from tests.integration.pipeline import ServiceProcess, committed_offsets, input_end_offsets, publish
 from tests.integration.test_service import assert_same_as_classify, split_partner_first, workload
 
@@ -72,24 +71,7 @@ def test_three_broker_restarts_under_load_lose_and_double_nothing(tmp_path: Path
     broker = LocalKafka(CACHE_DIR, tmp_path / "kafka").start()
     supervisor: Supervisor | None = None
     try:
-        settings = Settings(
-            bootstrap_servers=broker.bootstrap_servers,
-            schema_registry_url=schema_registry_url,
-            subscription_topic="outage.subscription-events",
-            partner_topic="outage.partner-events",
-            decision_topic="outage.decisions",
-            status_topic="outage.customer-status",
-            dead_letter_topic="outage.dead-letters",
-            application_id="outage-app",
-            input_partitions=3,
-            output_partitions=3,
-            partner_partitions=2,
-            metrics_port=0,
-            auto_register_schemas=True,
-            batch_size=200,
-            batch_timeout_ms=50,
-        )
-        ensure_topics(settings.kafka_client_config(), settings.topic_specs, 1)
+        settings = make_settings(broker.bootstrap_servers, schema_registry_url, "outage", batch_size=200)
         items = workload(seed=41, customers=360)
         partners, rest = split_partner_first(items)
         size = len(rest) // 4 + 1
