@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from dashboard import queries
 from dashboard.auth import TokenGate
-from dashboard.docs import rules_page
+from dashboard.docs import rules_html, rules_page
 from dashboard.feed import Progress
 from dashboard.rules import ACTION_LABEL, DECISION_LABEL, QUEUE_DECISIONS
 from dashboard.service_metrics import MetricsScraper, ServiceStats
@@ -199,7 +199,7 @@ def create_app(dashboard: Dashboard, token: str = "") -> Starlette:
         return page("search.html", request, data=data, query=data["query"])
 
     def rules_doc(request: Request) -> Response:
-        return page("rules.html", request, sections=rules_page())
+        return page("rules.html", request, html=rules_html(), sections=rules_page())
 
     # --- API ------------------------------------------------------------------------------------------
     def api_overview(request: Request) -> Response:

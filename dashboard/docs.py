@@ -1,14 +1,18 @@
 """`/docs/rules.md`: the rule book's page that rule ids link to.
 
-When `docs/rules.md` exists it is shown as it is written, heading by heading (each heading gets the
-anchor a Markdown renderer gives it, which is what `rules.rule_link` points at); until then the
-dashboard's own short text of each rule stands in for it.
+When `docs/rules.md` exists it is rendered as HTML (markdown-it-py, the renderer rich already brings;
+the file is the repository's own text, not data from Kafka), each heading with the anchor a Markdown
+renderer gives it, which is what `rules.rule_link` points at; its sections also feed `/api/rules`.
+Until then the dashboard's own short text of each rule stands in for it.
 """
 
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Any
+
+from markdown_it import MarkdownIt
 
 from dashboard.rules import RULE_TEXT, RULE_TITLE, RULES_DOC, rule_anchor, slug
 
@@ -44,3 +48,19 @@ def rules_page() -> list[dict[str, Any]]:
             close_paragraph()
     close_paragraph()
     return [s for s in sections if s["title"] or s["paragraphs"]]
+
+
+def rules_html() -> str | None:
+    """docs/rules.md as HTML with anchored headings (tables and its own `<a id>` anchors kept), or None
+    while the file does not exist."""
+    try:
+        text = RULES_DOC.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    md = MarkdownIt("commonmark", {"html": True}).enable("table")
+    tokens = md.parse(text)
+    for opening, inline in pairwise(tokens):
+        if opening.type == "heading_open":
+            opening.attrSet("id", slug(inline.content))
+    html: str = md.renderer.render(tokens, md.options, {})
+    return html

@@ -128,3 +128,15 @@ def test_now_is_read_from_the_clock_given() -> None:
     view.apply_decision(0, decision("P1", "C1", "S1", at=datetime(2026, 3, 1, 9, 31, tzinfo=UTC)))
     points = _client(view).get("/api/overview").json()["per_minute"]
     assert points[-1] == {"minute": "2026-03-01T09:31:00.000Z", "count": 1}
+
+
+def test_the_rules_page_renders_docs_rules_md_with_every_rules_anchor() -> None:
+    """The rule book page is docs/rules.md rendered as HTML (no raw Markdown), and every rule link of
+    the dashboard lands on an element with that id."""
+    from dashboard.docs import rules_html
+
+    html = rules_html()
+    assert html is not None
+    assert "<table>" in html and "](#" not in html and "**" not in html
+    for rule in Rule:
+        assert f'id="{rule_link(rule).split("#", 1)[1]}"' in html
