@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from config.endpoints import EndpointsUnavailable, resolve
+from cli.ready import ready_settings
 from config.registry import registry_client
 from config.settings import Settings
 from consumers.serde import topic_schemas
@@ -138,12 +138,8 @@ def _level(option: str) -> str:
     return option.upper()
 
 
-def _client(console: Console) -> tuple[Settings, SchemaRegistryClient]:
-    try:
-        settings = resolve(Settings())
-    except EndpointsUnavailable as exc:
-        console.print(f"[red]no schema registry:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+def _client() -> tuple[Settings, SchemaRegistryClient]:
+    settings = ready_settings(brokers=False, registry=True)
     return settings, registry_client(settings)
 
 
@@ -161,7 +157,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Register every topic's value schema (subject `<topic>-value`) with a compatibility level."""
         console, level = Console(), _level(compatibility)
-        settings, client = _client(console)
+        settings, client = _client()
         try:
             rows = register_all(client, settings, schemas_dir, level)
         except RegistryUnavailableError as exc:
@@ -186,7 +182,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Test the local schemas against the latest registered versions; exit 1 when one would break readers."""
         console, level = Console(), None if compatibility is None else _level(compatibility)
-        settings, client = _client(console)
+        settings, client = _client()
         try:
             results = check_all(client, settings, schemas_dir, level)
         except RegistryUnavailableError as exc:

@@ -7,11 +7,9 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.live import Live
 
-from config.endpoints import EndpointsUnavailable, resolve
-from config.settings import Settings
+from cli.ready import ready_settings
 
 
 def _json_default(value: Any) -> str:
@@ -33,11 +31,7 @@ def register(app: typer.Typer) -> None:
         """Show committed decisions and customer statuses as they arrive (read_committed)."""
         from consumers.tail import DecisionTail, TailView
 
-        try:
-            settings = resolve(Settings())
-        except EndpointsUnavailable as exc:
-            Console(stderr=True).print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from exc
+        settings = ready_settings(brokers=True, registry=True)
         tail = DecisionTail(settings, from_end=from_end)
         view = TailView(partner, customer)
         try:

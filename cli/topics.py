@@ -6,8 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from config.endpoints import EndpointsUnavailable, resolve
-from config.settings import Settings
+from cli.ready import ready_settings
 
 topics_app = typer.Typer(help="Manage the pipeline's topics.")
 
@@ -17,11 +16,7 @@ def create() -> None:
     """Create the input, output, dead-letter and changelog topics (existing ones are kept)."""
     from consumers.topics import ensure_topics
 
-    try:
-        s = resolve(Settings())
-    except EndpointsUnavailable as exc:
-        Console(stderr=True).print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+    s = ready_settings(brokers=True, registry=False)
     result = ensure_topics(s.kafka_client_config(), s.topic_specs, s.replication_factor)
     table = Table("topic", "partitions", "cleanup.policy", "result")
     for name, (partitions, policy) in s.topic_specs.items():

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(
         8.0, gt=0, description="Longest wait for outstanding deliveries when the service closes its producer."
     )
+    startup_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest wait for the brokers and the Schema Registry to answer when a command starts (one "
+        "log line per attempt, with backoff); past it the command exits with code 3 and a one-line error.",
+    )
 
     # --- dashboard -------------------------------------------------------------------------------
     dashboard_host: str = Field(

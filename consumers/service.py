@@ -31,6 +31,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from config.logs import get_logger
+from config.reachability import DependencyUnreachable, wait_for_brokers, wait_for_registry
 from config.settings import Settings
 from consumers.changelog import (
     RestoredPartition,
@@ -130,6 +131,11 @@ class ClassifierService:
             self.ops_port = ops.port
             log.info("ops_endpoints", port=ops.port, paths=["/metrics", "/healthz", "/readyz"])
         try:
+            if not (
+                wait_for_brokers(self.settings, self._stop.is_set)
+                and wait_for_registry(self.settings, self._stop.is_set)
+            ):
+                return 0  # stopped while waiting
             while not self._stop.is_set():
                 try:
                     _Session(self).run()
@@ -145,6 +151,9 @@ class ClassifierService:
             return 0
         except FatalClientError as exc:
             log.error("fatal_client_error", error=str(exc), action="exiting so that a supervisor restarts the service")
+            return FATAL_EXIT_CODE
+        except DependencyUnreachable as exc:
+            log.error("dependency_unreachable", error=str(exc))
             return FATAL_EXIT_CODE
         finally:
             self.health.ready = False

@@ -1,5 +1,6 @@
-"""An unreachable Schema Registry at start is waited for, not a crash: the service retries with a log
-line naming the registry per attempt, stays not ready, and stops cleanly on SIGTERM."""
+"""Unreachable dependencies at start are waited for, not a crash: the service retries with one log line
+per attempt naming what is unreachable and where, stays not ready, stops cleanly on SIGTERM, and past
+MULTICHANNEL_STARTUP_TIMEOUT_S exits 3 with a one-line error."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_registry_down_at_start_is_retried_with_readiness_false(
         while len(attempts) < 3:  # each attempt is a log line; the child paces them (2 s apart)
             assert service.alive(), service.log_tail()
             lines = service.log_path.read_text(errors="replace").splitlines()
-            attempts = [json.loads(x) for x in lines if '"registry_unavailable"' in x]
+            attempts = [json.loads(x) for x in lines if '"schema_registry_unavailable"' in x]
             if len(attempts) < 3:
                 try:
                     with urllib.request.urlopen(f"{base}/readyz", timeout=5) as resp:
@@ -38,9 +39,29 @@ def test_registry_down_at_start_is_retried_with_readiness_false(
                 except urllib.error.HTTPError as exc:
                     assert exc.code == 503
                 time.sleep(0.2)  # pacing the probe of a child process's log
-        assert all(a["url"] == url for a in attempts)
+        assert all(a["address"] == url for a in attempts)
         assert service.terminate(30) == 0, service.log_tail()
     finally:
         if service.alive():
             service.kill()
     assert "Traceback" not in service.log_path.read_text()
+
+
+def test_brokers_that_never_answer_end_the_start_with_one_line_and_exit_3(
+    settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    """A bootstrap address where nothing listens: a few attempts logged with the address, then one
+    `dependency_unreachable` line naming it, exit code 3, no traceback and no raw client log."""
+    address = f"127.0.0.1:{free_port()}"
+    settings = settings_factory().model_copy(update={"bootstrap_servers": address, "startup_timeout_s": 4.0})
+    service = ServiceProcess(settings, tmp_path / "service.log").start()
+    assert service.proc is not None
+    assert service.proc.wait(60) == 3, service.log_tail()
+    text = service.log_path.read_text()
+    lines = [json.loads(x) for x in text.splitlines()]
+    attempts = [x for x in lines if x["event"] == "kafka_brokers_unavailable"]
+    [final] = [x for x in lines if x["event"] == "dependency_unreachable"]
+    assert attempts and all(a["address"] == address for a in attempts)
+    assert address in final["error"] and "4 s" in final["error"]
+    assert len(lines) < 20, text
+    assert "Traceback" not in text
