@@ -59,10 +59,10 @@ class ServiceCodec:
         return out
 
     def encode_decision(self, record: SubscriptionDecision) -> bytes:
-        return self._out.decision.encode(record.to_dict())
+        return self._out.decision.encode_object(record, record.to_dict)
 
     def encode_status(self, record: CustomerStatusRecord) -> bytes:
-        return self._out.status.encode(record.to_dict())
+        return self._out.status.encode_object(record, record.to_dict)
 
     @staticmethod
     def encode_account(acct: Account, partner_view: str) -> bytes:

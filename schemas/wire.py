@@ -22,6 +22,7 @@ from confluent_kafka.schema_registry.common._httpx_compat import httpx as _httpx
 from fastavro import schemaless_writer
 
 from schemas import SchemaName, parse, parsed_schema, schema_str
+from schemas.writer import UnsupportedSchema, Write, record_writer
 
 MAGIC_BYTE: Final = 0
 HEADER_SIZE: Final = 5
@@ -102,7 +103,7 @@ class RecordEncoder:
     Nothing is parsed or looked up per call; the schema id is resolved once in `registered`.
     """
 
-    __slots__ = ("_header", "_schema", "schema_id", "schema_name", "subject")
+    __slots__ = ("_header", "_schema", "_write", "schema_id", "schema_name", "subject")
 
     def __init__(
         self, schema_name: SchemaName, subject: str, schema_id: int, *, writer: dict[str, Any] | None = None
@@ -113,6 +114,12 @@ class RecordEncoder:
         self.schema_id = schema_id
         self._header = header(schema_id)
         self._schema = parsed_schema(schema_name) if writer is None else writer
+        self._write: Write | None = None
+        if writer is None:
+            try:
+                self._write = record_writer(json.loads(schema_str(schema_name)))
+            except UnsupportedSchema:
+                self._write = None
 
     @classmethod
     def registered(
@@ -128,6 +135,15 @@ class RecordEncoder:
         buf.write(self._header)
         schemaless_writer(buf, self._schema, record)
         return buf.getvalue()
+
+    def encode_object(self, obj: Any, as_dict: Callable[[], Mapping[str, Any]]) -> bytes:
+        """One framed value read from an object whose attributes are the schema's fields, through the
+        writer compiled for the schema (`schemas.writer`); `as_dict` gives fastavro's input where the
+        schema has a construct that writer does not cover."""
+        write = self._write
+        if write is None:
+            return self.encode(as_dict())
+        return self._header + write(obj)
 
     def encode_batch(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
         """Framed values in order, reusing one buffer for the whole batch."""
