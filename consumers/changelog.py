@@ -1,9 +1,9 @@
 """Restore of per-partition account state from the compacted changelog topic.
 
 The changelog is co-partitioned with the subscription topic: partition p holds the states of
-the accounts whose events arrive on input partition p. Restore reads raw records, keeps the
-latest value per key (compaction may not have run yet), and decodes each surviving value
-once, so the cost is one Avro decode per account, not per changelog record.
+the accounts whose events arrive on input partition p. Restore reads raw records and keeps the
+latest value per key (compaction may not have run yet); the service holds each surviving value
+as bytes and decodes an account only on its first use (`consumers.state_format`).
 """
 
 from __future__ import annotations
