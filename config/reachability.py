@@ -44,18 +44,19 @@ def _retry(
     while True:
         attempt += 1
         left = deadline - time.monotonic()
-        error = probe(max(0.5, min(_PROBE_TIMEOUT_S, left)))
+        # half of what is left at most: a dependency that never answers gets several logged attempts
+        error = probe(max(0.5, min(_PROBE_TIMEOUT_S, left / 2)))
         if error is None:
             if attempt > 1:
                 log.info(f"{what}_available", address=where, attempts=attempt)
             return True
         left = deadline - time.monotonic()
+        wait = max(0.0, min(backoff, left))
+        log.warning(f"{what}_unavailable", address=where, attempt=attempt, error=error, retry_in_s=round(wait, 1))
         if left <= 0:
             raise DependencyUnreachable(
                 f"{what.replace('_', ' ')} at {where} did not answer within {settings.startup_timeout_s:g} s: {error}"
             )
-        wait = min(backoff, left)
-        log.warning(f"{what}_unavailable", address=where, attempt=attempt, error=error, retry_in_s=round(wait, 1))
         end = time.monotonic() + wait
         while time.monotonic() < end:
             if stop():
