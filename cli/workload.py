@@ -13,8 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from config.endpoints import EndpointsUnavailable, resolve
-from config.settings import Settings
+from cli.ready import ready_settings
 
 err = Console(stderr=True)
 
@@ -23,14 +22,6 @@ def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
     )
-
-
-def _settings() -> Settings:
-    try:
-        return resolve(Settings())
-    except EndpointsUnavailable as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
 
 
 def _bad_payload(item: Any) -> tuple[str, bytes]:
@@ -73,7 +64,7 @@ def register(app: typer.Typer) -> None:
             return
         from producers.publisher import EventPublisher
 
-        settings = _settings()
+        settings = ready_settings(brokers=True, registry=True)
         published = rejected = 0
         started = time.monotonic()
         with EventPublisher(settings, auto_register=True) as publisher, _progress() as progress:
@@ -108,7 +99,7 @@ def register(app: typer.Typer) -> None:
         from multichannel.errors import InvalidEvent, SchemaMismatch
         from producers.publisher import DeliveryFailed, EventPublisher
 
-        settings = _settings()
+        settings = ready_settings(brokers=True, registry=True)
         lines = file.read_bytes().splitlines()
         published = rejected = 0
         futures = []

@@ -25,13 +25,19 @@ def _closed_port() -> int:
     [
         (["topics", "create"], "kafka brokers at 127.0.0.1:{port}"),
         (["schemas", "check"], "schema registry at http://127.0.0.1:{port}"),
+        (["schemas", "register"], "schema registry at http://127.0.0.1:{port}"),
         (["tail", "--json"], "kafka brokers at 127.0.0.1:{port}"),
+        (["produce", "{events}"], "kafka brokers at 127.0.0.1:{port}"),
+        (["generate", "--publish", "--events", "5"], "kafka brokers at 127.0.0.1:{port}"),
     ],
-    ids=["topics-create", "schemas-check", "tail"],
+    ids=["topics-create", "schemas-check", "schemas-register", "tail", "produce", "generate-publish"],
 )
-def test_an_unreachable_dependency_gives_one_line_and_exit_3(args: list[str], names: str) -> None:
+def test_an_unreachable_dependency_gives_one_line_and_exit_3(args: list[str], names: str, tmp_path: Path) -> None:
     """Exit code 3, the address in a one-line error after `did not answer within 1 s`, no traceback."""
     port = _closed_port()
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event_type": "subscription_purchased"}\n')
+    args = [a.replace("{events}", str(events)) for a in args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MULTICHANNEL_")}
     env |= {
         "MULTICHANNEL_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
