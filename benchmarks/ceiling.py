@@ -9,12 +9,14 @@ batch). No client, no broker, no transaction: what is left is the Python work pe
 
 from __future__ import annotations
 
+import gc
 import time
+import tracemalloc
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from config.settings import Settings
+from config.settings import PROJECT_ROOT, Settings
 from consumers.changelog import account_key_bytes
 from consumers.codec import ServiceCodec
 from multichannel.engine import Classifier
@@ -82,3 +84,50 @@ def measure_ceiling(
         out += len(encoded)
     seconds = time.perf_counter() - started
     return CeilingResult(len(records) / seconds if seconds else 0.0, seconds, out)
+
+
+@dataclass
+class StateMemory:
+    accounts: int
+    bytes_per_account: int
+    sites: list[tuple[str, int]]
+    """(allocation site, bytes per account), largest first: what an account's memory is made of."""
+
+
+def measure_state_memory(
+    settings: Settings, partner_messages: list[tuple[bytes, bytes]], account_messages: list[tuple[bytes, bytes]]
+) -> StateMemory:
+    """The Python memory the engine holds per account after the whole input, traced by allocation site
+    (tracemalloc; a pass of its own, as tracing slows the work). The input values are decoded one batch
+    at a time, so what remains traced at the end is the state, not the input."""
+    codec = ServiceCodec(settings)
+    now = datetime.now(UTC)
+    tracemalloc.start()
+    try:
+        engine = Classifier(dedup_window=settings.dedup_window)
+        partners: Any = [_Record(k, v) for k, v in partner_messages]
+        for item in codec.decode_partner_batch(partners):
+            if not isinstance(item, InvalidEvent):
+                engine.apply(item, now)
+        engine.commit()
+        size = settings.batch_size
+        for start in range(0, len(account_messages), size):
+            batch: Any = [_Record(k, v) for k, v in account_messages[start : start + size]]
+            for item in codec.decode_subscription_batch(batch):
+                if not isinstance(item, InvalidEvent):
+                    engine.apply(item, now)
+            engine.commit()
+        del batch
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    accounts = max(len(engine), 1)
+    root = str(PROJECT_ROOT) + "/"
+    stats = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)]).statistics("lineno")
+    total = sum(st.size for st in stats)
+    sites = [
+        (f"{st.traceback[0].filename.removeprefix(root)}:{st.traceback[0].lineno}", round(st.size / accounts))
+        for st in stats[:8]
+    ]
+    return StateMemory(accounts, round(total / accounts), sites)

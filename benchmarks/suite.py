@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import os
 import pstats
+import random
 import signal
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -32,7 +34,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmarks.ceiling import measure_ceiling
+from benchmarks.ceiling import measure_ceiling, measure_state_memory
 from config.registry import registry_client
 from config.settings import PROJECT_ROOT, Settings
 from consumers.serde import Decoder
@@ -66,6 +68,7 @@ class BenchOptions:
     profile_seconds: float = 30.0
     peer: bool = True
     seed: int = 42
+    kills: int = 12
     docs_dir: Path = PROJECT_ROOT / "docs"
     work_dir: Path = PROJECT_ROOT / ".cache" / "bench"
 
@@ -95,6 +98,7 @@ class VariantResult:
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     latency_samples: int = 0
+    latency_breakdown: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
     def median(self, attr: str) -> float | None:
         values = [getattr(r, attr) for r in self.runs if getattr(r, attr) is not None]
@@ -327,10 +331,23 @@ def _probe_clients(settings: Settings, output_topic: str, reset: str) -> tuple[P
             "isolation.level": "read_committed",
             "auto.offset.reset": reset,
             "enable.auto.commit": False,
+            # A read_committed fetch can wait out fetch.wait.max.ms (500 ms by default) before the broker
+            # answers with what a commit made visible: the probe must not add that to the latency it measures.
+            "fetch.wait.max.ms": 5,
         }
     )
     reader.subscribe([output_topic])
     return producer, reader
+
+
+@dataclass
+class LatencyResult:
+    p50_ms: float | None
+    p99_ms: float | None
+    samples: int
+    breakdown: dict[str, tuple[float | None, float | None]]
+    """Phase -> (p50, p99) in ms: the service's per-batch phases (from its /metrics histograms, so
+    bucket bounds) and `visible`, from an output record's write to its read by a read_committed reader."""
 
 
 def measure_latency(
@@ -341,14 +358,19 @@ def measure_latency(
     rate: float,
     seconds: float,
     decode_cause: Callable[[list[bytes]], list[str | None]],
-) -> tuple[float | None, float | None, int]:
-    """Produce at `rate` events/s into a fresh topic and time each event to its first output."""
+) -> LatencyResult:
+    """Produce at `rate` events/s into a fresh topic and time each event to its first output.
+
+    The probe sends from one thread and reads in the gaps (`read(0.002)`); at rates far above the
+    service's (the passthrough's half rate) its own Python loop is the bound, which the `visible` column
+    shows apart from the send-to-output figure."""
     topic = f"bench-{label}-input"
     ensure_topics(settings.kafka_client_config(), {topic: (settings.input_partitions, "delete")}, 1)
     launch = start(topic)
     producer, reader = _probe_clients(settings, launch.decision_topic, "earliest")
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
+    visible: list[float] = []
     messages = iter(workload.account_messages)
 
     def send(n: int) -> None:
@@ -360,12 +382,14 @@ def measure_latency(
 
     def read(timeout_s: float) -> None:
         msgs = [m for m in reader.consume(1000, timeout_s) if m.error() is None]
-        now = time.monotonic()
-        for cause in decode_cause([m.value() or b"" for m in msgs]):
+        now, wall_ms = time.monotonic(), time.time() * 1000
+        for m, cause in zip(msgs, decode_cause([m.value() or b"" for m in msgs]), strict=True):
             if cause is not None and cause not in seen:
                 seen[cause] = now
+                visible.append(wall_ms - m.timestamp()[1])
 
     measured_from = 0
+    phases: dict[str, tuple[float | None, float | None]] = {}
     try:
         with running(launch) as proc:
             # Prime: a trickle until the first output shows the variant is up and assigned.
@@ -375,7 +399,8 @@ def measure_latency(
                     raise BenchError(f"{label}: no output while priming; see {launch.log}")
                 send(1)
                 read(0.2)
-            measured_from = len(sent)
+            measured_from, primed = len(sent), len(visible)
+            baseline = _batch_phases(launch.log)
             began = time.monotonic()
             total = min(int(rate * seconds), len(workload.account_messages) - measured_from)
             done = 0
@@ -391,14 +416,72 @@ def measure_latency(
             settle = time.monotonic() + 3
             while time.monotonic() < settle:
                 read(0.2)
+            phases = _phase_quantiles(baseline, _batch_phases(launch.log))
     finally:
         reader.close()
         producer.flush(10)
     measured = list(sent)[measured_from:]
     lat = sorted((seen[e] - sent[e]) * 1000 for e in measured if e in seen)
+    shown = sorted(visible[primed:])
+    if shown:
+        phases["visible"] = (round(_pct(shown, 50), 1), round(_pct(shown, 99), 1))
     if not lat:
-        return None, None, 0
-    return round(_pct(lat, 50), 1), round(_pct(lat, 99), 1), len(lat)
+        return LatencyResult(None, None, 0, phases)
+    return LatencyResult(round(_pct(lat, 50), 1), round(_pct(lat, 99), 1), len(lat), phases)
+
+
+PHASES = ("wait", "process", "produce", "offsets", "commit")
+"""The service's batch phases (`multichannel_batch_phase_seconds`), in the order a batch goes through them."""
+
+
+def _ops_port(log: Path) -> int | None:
+    found = _log_event(log, "ops_endpoints")
+    return None if found is None else int(found["port"])
+
+
+def _batch_phases(log: Path) -> dict[str, list[tuple[float, float]]]:
+    """The service's phase histograms as (upper bound, cumulative count) per phase; {} for a variant
+    without them (the passthrough, the peer)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = _ops_port(log)
+    if port is None:
+        return {}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, list[tuple[float, float]]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "multichannel_batch_phase_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                out.setdefault(sample.labels["phase"], []).append((float(sample.labels["le"]), sample.value))
+    return out
+
+
+def _phase_quantiles(
+    before: dict[str, list[tuple[float, float]]], after: dict[str, list[tuple[float, float]]]
+) -> dict[str, tuple[float | None, float | None]]:
+    """p50 and p99 (ms, the bucket's upper bound) of each phase over the batches between two scrapes."""
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for phase in PHASES:
+        if phase not in after:
+            continue
+        earlier = dict(before.get(phase, []))
+        buckets = sorted((le, count - earlier.get(le, 0.0)) for le, count in after[phase])
+        total = buckets[-1][1] if buckets else 0.0
+        if total <= 0:
+            continue
+
+        def bound(q: float, buckets: list[tuple[float, float]] = buckets, total: float = total) -> float | None:
+            le = next(le for le, count in buckets if count >= total * q)
+            return None if le == float("inf") else round(le * 1000, 1)
+
+        out[phase] = (bound(0.5), bound(0.99))
+    return out
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -595,6 +678,160 @@ def measure_recovery(
     return result
 
 
+def _owned_partitions(log: Path) -> set[int]:
+    """The input partitions an instance held when its log ends: restored ones minus revoked ones."""
+    owned: set[int] = set()
+    if not log.exists():
+        return owned
+    for line in log.read_text(errors="replace").splitlines():
+        if '"partitions_' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "partitions_restored":
+            owned |= set(entry.get("partitions", []))
+        elif entry.get("event") == "partitions_revoked":
+            owned -= set(entry.get("partitions", []))
+    return owned
+
+
+def measure_repeated_kills(
+    variants: Variants, settings: Settings, label: str, workload: Workload, kills: int, seed: int
+) -> dict[str, Any]:
+    """Three instances with the shipped defaults (static membership) on a steady trickle of events into a
+    fresh input topic; every 3-10 s (seeded) one of them is SIGKILLed and started again at once, as a
+    supervisor would. Per kill: the time from the kill to the first decision for an event sent after it on
+    a partition the killed instance owned."""
+    topic = f"bench-{label}-input"
+    ensure_topics(settings.kafka_client_config(), {topic: (settings.input_partitions, "delete")}, 1)
+    launch, s = variants.service(label, topic, "exactly_once_v2")
+    _unused, reader = _probe_clients(s, s.decision_topic, "earliest")
+    encoder = EventEncoder.for_settings(s, registry_client(s), auto_register=True)
+    decoder = Decoder(registry_client(s), SUBSCRIPTION_DECISION)
+    rng = random.Random(seed)
+    sent: dict[str, float] = {}
+    partition: dict[str, int] = {}
+    seen: dict[str, float] = {}
+    counter = iter(range(10**9))
+    rate = 200.0
+
+    def delivered(event_id: str) -> Callable[[Any, Any], None]:
+        def report(err: Any, msg: Any) -> None:
+            if err is None:
+                partition[event_id] = msg.partition()
+
+        return report
+
+    def trickle(n: int) -> None:
+        for _ in range(n):
+            i = next(counter)
+            pid, cid = workload.accounts[i % len(workload.accounts)]
+            event_id = f"bench-kills-{i}"
+            event = {
+                "event_type": "subscription_purchased",
+                "event_id": event_id,
+                "occurred_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "partner_id": pid,
+                "customer_id": cid,
+                "subscription_id": f"S-bench-kills-{i}",
+                "offer_id": "AZURE-PLAN",
+                "billing_model": "usage",
+                "channel": "microsoft_direct",
+            }
+            value = encoder.encode_subscription_event(event_to_dict(parse_event(event)))
+            sent[event_id] = time.monotonic()
+            producer.produce(topic, value=value, key=cid.encode(), on_delivery=delivered(event_id))
+        producer.poll(0)
+
+    def read() -> None:
+        msgs = [m for m in reader.consume(500, 0.02) if m.error() is None]
+        now = time.monotonic()
+        for rec in decoder.decode_values([m.value() or b"" for m in msgs]):
+            if isinstance(rec, dict):
+                seen.setdefault(rec["caused_by_event_id"], now)
+
+    producer = Producer({**s.kafka_client_config(), "linger.ms": 1})  # its delivery reports name the partitions
+    incarnations = [0, 0, 0]
+    procs: list[subprocess.Popen[bytes] | None] = [None, None, None]
+
+    def log_of(i: int) -> Path:
+        return launch.log.with_name(f"{label}-{i}-{incarnations[i]}.log")
+
+    def start(i: int) -> None:
+        env = {**launch.env, "MULTICHANNEL_INSTANCE_ID": str(i)}
+        with log_of(i).open("wb") as out:
+            procs[i] = subprocess.Popen(launch.argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+
+    events: list[tuple[float, set[int]]] = []
+    began = time.monotonic()
+    sent_count = 0
+
+    def pace() -> None:
+        nonlocal sent_count
+        due = int((time.monotonic() - began) * rate) - sent_count
+        if due > 0:
+            trickle(due)
+            sent_count += due
+        read()
+
+    try:
+        for i in range(3):
+            start(i)
+        settle = time.monotonic() + 120
+        while not all(_owned_partitions(log_of(i)) for i in range(3)) or not seen:
+            if time.monotonic() > settle:
+                raise BenchError(f"repeated kills: the three instances did not start; see {variants.run_dir}")
+            pace()
+        next_kill = time.monotonic() + rng.uniform(3, 10)
+        while len(events) < kills:
+            pace()
+            if time.monotonic() < next_kill:
+                continue
+            victim = rng.randrange(3)
+            owned = _owned_partitions(log_of(victim))
+            proc = procs[victim]
+            assert proc is not None
+            proc.kill()
+            killed = time.monotonic()
+            proc.wait()
+            events.append((killed, owned))
+            incarnations[victim] += 1
+            start(victim)
+            next_kill = time.monotonic() + rng.uniform(3, 10)
+        tail = time.monotonic() + 60
+        while time.monotonic() < tail and not all(
+            any(sent[e] > k and partition.get(e) in owned for e in seen) for k, owned in events if owned
+        ):
+            pace()
+    finally:
+        for proc in procs:
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            if proc is not None:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        reader.close()
+        producer.flush(10)
+    recoveries: list[float | None] = []
+    for killed, owned in events:
+        after = [t for e, t in seen.items() if sent.get(e, 0) > killed and partition.get(e) in owned]
+        recoveries.append(round(min(after) - killed, 2) if after else None)
+    measured = sorted(r for r in recoveries if r is not None)
+    return {
+        "kills": len(events),
+        "seed": seed,
+        "recovered": len(measured),
+        "median_s": round(statistics.median(measured), 2) if measured else None,
+        "max_s": max(measured) if measured else None,
+        "per_kill_s": recoveries,
+    }
+
+
 # ---------------------------------------------------------------------------------- profile
 def profile_service(variants: Variants, input_topic: str, seconds: float) -> tuple[str, Path]:
     """cProfile of the exactly-once service for `seconds` of catching up on the input."""
@@ -617,7 +854,13 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if not a or not b else round(a / b, 2)
 
 
-def targets(results: dict[str, VariantResult], recovery: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+def targets(
+    results: dict[str, VariantResult],
+    recovery: dict[str, Any],
+    steady: dict[str, Any] | None = None,
+    kills: dict[str, Any] | None = None,
+    memory: dict[str, Any] | None = None,
+) -> list[tuple[str, str, bool | None]]:
     rate = {name: r.median("events_per_s") for name, r in results.items()}
     rows: list[tuple[str, str, bool | None]] = []
 
@@ -632,11 +875,18 @@ def targets(results: dict[str, VariantResult], recovery: dict[str, Any]) -> list
     eos = results.get(EOS)
     check("p99 latency ≤ 150 ms at half the maximum rate", eos.latency_p99_ms if eos else None, 150, False, " ms")
     check("p50 latency ≤ 60 ms at half the maximum rate", eos.latency_p50_ms if eos else None, 60, False, " ms")
-    check("p99 latency ≤ 100 ms at a steady 1,000 events/s", None, 100, False)
+    check("p99 latency ≤ 100 ms at a steady 1,000 events/s", (steady or {}).get("p99_ms"), 100, False, " ms")
     check("restore ≥ 250,000 records/s", recovery.get("restore_records_per_s"), 250_000, True, " records/s")
     check("SIGKILL → first decision ≤ 3 s", recovery.get("sigkill_to_first_decision_s"), 3, False, " s")
-    check("memory per account ≤ 2,048 bytes", eos.median("bytes_per_account") if eos else None, 2048, False, " B")
-    check("kill → next decision, 3 instances, repeated SIGKILLs: median ≤ 3 s, max ≤ 10 s", None, 3, False)
+    check("memory per account held ≤ 2,048 bytes", (memory or {}).get("bytes_per_account"), 2048, False, " B")
+    median, worst = (kills or {}).get("median_s"), (kills or {}).get("max_s")
+    rows.append(
+        (
+            "kill → next decision, 3 instances, repeated SIGKILLs: median ≤ 3 s, max ≤ 10 s",
+            "n/a" if median is None else f"median {median} s, max {worst} s",
+            None if median is None or worst is None else median <= 3 and worst <= 10,
+        )
+    )
     return rows
 
 
@@ -694,6 +944,9 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
             f"| {phase} | {value if value is not None else 'n/a'} |"
             for phase, value in rec.get("breakdown", {}).items()
         ],
+    ]
+    lines += _latency_section(report) + _kills_section(report) + _memory_section(report)
+    lines += [
         "",
         "## Targets",
         "",
@@ -740,10 +993,94 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
         "- The ceiling is the service's own per-event work with Kafka taken away (`benchmarks/ceiling.py`): the "
         "same input values in memory, then batch by batch the service's codec and engine: decode, validate, "
         "classify, encode decisions, statuses and changed account states. No client, broker or transaction.",
-        "- Latency: a fresh input topic, events produced at half the variant's median rate, each timed from "
-        "produce to the first decision it caused as seen by a `read_committed` consumer (passthrough: its copy).",
+        "- Latency: a fresh input topic, events produced at half the variant's median rate (and, for the "
+        "exactly-once service, at a steady 1,000 events/s), each timed from produce to the first decision it "
+        "caused as seen by a `read_committed` consumer (passthrough: its copy). The probe's producer lingers "
+        "1 ms and its reader fetches with `fetch.wait.max.ms` 5, so neither holds records back; at the "
+        "passthrough's half rate (hundreds of thousands per second) the probe's own Python loop, which sends "
+        "and decodes every record, is the bound, and its figures say so rather than the passthrough's.",
+        "- Repeated SIGKILLs and memory per account held: see their sections above.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _ms(pair: Any) -> str:
+    if not pair:
+        return "n/a"
+    return " / ".join("n/a" if x is None else f"{x:g}" for x in pair)
+
+
+def _latency_section(report: dict[str, Any]) -> list[str]:
+    """Each latency run's phases: the service's per-batch histograms and the write-to-visible time."""
+    runs: list[tuple[str, Any, Any]] = [
+        (name, v.get("latency_rate"), v.get("latency_breakdown") or {})
+        for name, v in report["variants"].items()
+        if v.get("latency_rate")
+    ]
+    steady = report.get("steady_latency")
+    if steady:
+        runs.append((f"{EOS}, steady", steady["rate"], steady.get("breakdown") or {}))
+    columns = [*PHASES, "visible"]
+    lines = [
+        "",
+        "## Where the latency goes",
+        "",
+        "p50 / p99 in ms of each phase during the latency runs. `wait` is the age of a batch's oldest input "
+        "record when the batch starts (producer linger, fetch, and queueing behind the batch before it); "
+        "`process` decodes, classifies and encodes; `produce` hands the records to the client; `offsets` adds "
+        "the input offsets to the transaction; `commit` delivers the batch's records and commits. These are "
+        "per batch, from the service's `multichannel_batch_phase_seconds` histogram (so bucket bounds). "
+        "`visible` is per output record, from its write (the record's timestamp) to its arrival at the "
+        "probe's `read_committed` reader: it contains the commit, and the reader's own fetch.",
+        "",
+        "| run | rate/s | end to end | " + " | ".join(columns) + " |",
+        "|---|---:|---:|" + "---:|" * len(columns),
+    ]
+    for name, rate, phases in runs:
+        if name.endswith(", steady"):
+            end = (steady or {}).get("p50_ms"), (steady or {}).get("p99_ms")
+        else:
+            v = report["variants"][name]
+            end = v.get("latency_p50_ms"), v.get("latency_p99_ms")
+        cells = [name, f"{rate:,.0f}", _ms(end), *[_ms(phases.get(c)) for c in columns]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _kills_section(report: dict[str, Any]) -> list[str]:
+    kills = report.get("repeated_kills")
+    if not kills:
+        return []
+    per_kill = ", ".join("n/a" if x is None else f"{x:g}" for x in kills["per_kill_s"])
+    return [
+        "",
+        "## Repeated SIGKILLs, three instances",
+        "",
+        f"Three instances with the shipped defaults (static membership) on a steady 200 events/s; every 3-10 s "
+        f"(seed {kills['seed']}) one is SIGKILLed and started again at once. From each kill to the first "
+        "decision for an event sent after it on a partition the killed instance owned: "
+        f"median {kills['median_s']} s, max {kills['max_s']} s over {kills['kills']} kills "
+        f"({kills['recovered']} measured). Per kill (s): {per_kill}.",
+    ]
+
+
+def _memory_section(report: dict[str, Any]) -> list[str]:
+    memory = report.get("state_memory")
+    if not memory:
+        return []
+    lines = [
+        "",
+        "## Memory per account held",
+        "",
+        f"{memory['bytes_per_account']:,.0f} bytes per account: the Python memory the engine holds after the "
+        f"whole workload ({memory['accounts']:,} accounts, about ten events each), traced by allocation site "
+        "(tracemalloc, in a pass of its own). The largest sites:",
+        "",
+        "| allocation site | bytes per account |",
+        "|---|---:|",
+    ]
+    lines += [f"| `{site}` | {size:,.0f} |" for site, size in memory["sites"]]
+    return lines
 
 
 def render_chart(report: dict[str, Any], path: Path) -> Path | None:
@@ -820,7 +1157,7 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
     def causes(values: list[bytes]) -> list[str | None]:
         return [r["caused_by_event_id"] if isinstance(r, dict) else None for r in dec_decoder.decode_values(values)]
 
-    steps = opts.runs * len(starters) + len(starters) + 3
+    steps = opts.runs * len(starters) + len(starters) + 5
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -862,7 +1199,7 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
             progress.update(task, description=f"{name}, latency")
             rate = (results[name].median("events_per_s") or 1000) / 2
             label = f"{tag}-{_slug(name)}-latency"
-            p50, p99, n = measure_latency(
+            latency = measure_latency(
                 s,
                 lambda topic, label=label, start=start: start(label, topic),  # type: ignore[misc]
                 label,
@@ -871,13 +1208,41 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
                 opts.latency_seconds,
                 event_ids if name == PASSTHROUGH else causes,
             )
-            results[name].latency_rate, results[name].latency_p50_ms = round(rate), p50
-            results[name].latency_p99_ms, results[name].latency_samples = p99, n
-            console.print(f"  {name} latency at {rate:,.0f}/s: p50 {p50} ms, p99 {p99} ms ({n} samples)")
+            r = results[name]
+            r.latency_rate, r.latency_p50_ms, r.latency_p99_ms = round(rate), latency.p50_ms, latency.p99_ms
+            r.latency_samples, r.latency_breakdown = latency.samples, latency.breakdown
+            console.print(
+                f"  {name} latency at {rate:,.0f}/s: p50 {latency.p50_ms} ms, p99 {latency.p99_ms} ms "
+                f"({latency.samples} samples); phases {latency.breakdown}"
+            )
             progress.advance(task)
+        progress.update(task, description=f"{EOS}, latency at a steady 1,000 events/s")
+        label = f"{tag}-{_slug(EOS)}-steady"
+        at_1000 = measure_latency(
+            s,
+            lambda topic: variants.service(label, topic, "exactly_once_v2")[0],
+            label,
+            workload,
+            1000.0,
+            opts.latency_seconds,
+            causes,
+        )
+        steady = {"rate": 1000, **asdict(at_1000)}
+        console.print(f"  steady 1,000/s: p50 {at_1000.p50_ms} ms, p99 {at_1000.p99_ms} ms; {at_1000.breakdown}")
+        progress.advance(task)
         progress.update(task, description="recovery")
         recovery = measure_recovery(variants, s, f"{tag}-{_slug(EOS)}-0", input_topic, workload)
         console.print(f"  recovery: {recovery}")
+        progress.update(task, description="repeated SIGKILLs, three instances")
+        kills = measure_repeated_kills(variants, s, f"{tag}-kills", workload, opts.kills, opts.seed)
+        console.print(f"  repeated kills: {kills}")
+        progress.advance(task)
+        progress.update(task, description="memory per account held")
+        held = measure_state_memory(
+            ceiling_settings, workload.partner_messages, [(k, v) for _e, k, v in workload.account_messages]
+        )
+        memory = asdict(held)
+        console.print(f"  state memory: {held.bytes_per_account:,.0f} B per account")
         progress.advance(task)
         progress.update(task, description="profile of the exactly-once service")
         profile, profile_path = profile_service(variants, input_topic, opts.profile_seconds)
@@ -903,19 +1268,23 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
                 "latency_p50_ms": r.latency_p50_ms,
                 "latency_p99_ms": r.latency_p99_ms,
                 "latency_samples": r.latency_samples,
+                "latency_breakdown": r.latency_breakdown,
                 "runs": [x.events_per_s for x in r.runs],
                 "run_details": [asdict(x) for x in r.runs],
             }
             for name, r in results.items()
         },
         "recovery": recovery,
+        "steady_latency": steady,
+        "repeated_kills": kills,
+        "state_memory": memory,
         "peer_check": peer_check,
         "profile_seconds": opts.profile_seconds,
         "profile": profile,
         "profile_file": str(profile_path),
         "wall_seconds": round(time.monotonic() - started),
     }
-    report["targets"] = targets(results, recovery)
+    report["targets"] = targets(results, recovery, steady, kills, memory)
     dashboard = opts.docs_dir / "dashboard-benchmarks.md"
     if dashboard.exists():  # the dashboard's own figures, measured by make bench-dashboard
         report["dashboard"] = dashboard.read_text().split("\n", 1)[1].replace("\n## ", "\n### ").strip()

@@ -59,6 +59,16 @@ class ServiceMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
+        self.batch_phase_seconds = Histogram(
+            "multichannel_batch_phase_seconds",
+            "Where a batch's latency goes, by phase: wait (age of the batch's oldest input record when the "
+            "batch starts: producer linger, fetch and queueing behind the previous batch), process (decode, "
+            "classify, encode), produce (handing the records to the client), offsets (adding the input offsets to "
+            "the transaction) and commit (delivering the batch's records and committing).",
+            ["phase"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
         self.aborts = PromCounter("multichannel_transaction_aborts", "Aborted batch transactions.", registry=r)
         self.consumer_lag = Gauge(
             "multichannel_consumer_lag",

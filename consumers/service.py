@@ -198,6 +198,11 @@ class _Session:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
+                # The next batch's AddOffsetsToTxn meets CONCURRENT_TRANSACTIONS while the coordinator still
+                # writes the previous commit's markers; librdkafka retries it after retry.backoff.ms, doubling
+                # up to retry.backoff.max.ms (100 ms and 1 s by default: up to a second of dead time per batch)
+                "retry.backoff.ms": 5,
+                "retry.backoff.max.ms": 50,
                 "compression.type": "lz4",
                 "partitioner": "murmur2_random",
             }
@@ -326,10 +331,18 @@ class _Session:
         out = BatchOutput()
         first_offsets: dict[int, int] = {}
         next_offsets: dict[int, int] = {}
+        oldest_ms = 0
         for m in records:
             p = partition_of(m)
-            first_offsets.setdefault(p, offset_of(m))
+            if p not in first_offsets:  # a partition's first record is its oldest in the batch
+                first_offsets[p] = offset_of(m)
+                created_ms = m.timestamp()[1]
+                if created_ms > 0 and (not oldest_ms or created_ms < oldest_ms):
+                    oldest_ms = created_ms
             next_offsets[p] = offset_of(m) + 1
+        phases = self.metrics.batch_phase_seconds
+        if oldest_ms:
+            phases.labels("wait").observe(max(0.0, time.time() - oldest_ms / 1000))
         saved_reconcile = set(self.pending_reconcile)
         saved_customers = dict(self.customer_partition)
         saved_checkpoints = dict(self.partner_checkpoints)
@@ -349,15 +362,22 @@ class _Session:
             with self.guard("begin_transaction", timeout_s):
                 self.producer.begin_transaction()
             self._collect(now, records, partner_msgs, out, tally)
+            processed = time.monotonic()
             with self.guard("produce", timeout_s):
                 self._produce(out, tally)
+            produced = time.monotonic()
             if next_offsets:
                 offsets = [TopicPartition(s.subscription_topic, p, o) for p, o in sorted(next_offsets.items())]
                 with self.guard("send_offsets_to_transaction", timeout_s):
                     self.producer.send_offsets_to_transaction(
                         offsets, self.consumer.consumer_group_metadata(), timeout_s
                     )
+            offsets_sent = time.monotonic()
             self._commit()
+            phases.labels("process").observe(processed - self.transaction_started)
+            phases.labels("produce").observe(produced - processed)
+            phases.labels("offsets").observe(offsets_sent - produced)
+            phases.labels("commit").observe(time.monotonic() - offsets_sent)
         except (KafkaException, RegistryUnavailableError) as exc:
             if isinstance(exc, RegistryUnavailableError):
                 # an input record's writer schema could not be fetched: retry the batch, never dead-letter it

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
+from functools import lru_cache
+from sys import intern
 from typing import Any
 
 from multichannel.errors import InvalidField, UnknownEventType
@@ -55,6 +57,12 @@ def _id(obj: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def _shared_id(obj: Mapping[str, Any], name: str) -> str:
+    """An id that many events repeat (partner, customer, offer, seller), interned: the state keeps one
+    string per distinct id instead of one per event that carries it."""
+    return intern(_id(obj, name))
+
+
 def _timestamp(obj: Mapping[str, Any], name: str) -> datetime:
     value = obj.get(name)
     if value is None:
@@ -90,14 +98,21 @@ def _date(obj: Mapping[str, Any], name: str) -> date:
         if _DATE_FORM.fullmatch(value) is None:
             raise InvalidField(f"{name} {value!r} is not a YYYY-MM-DD date")
         try:
-            return date.fromisoformat(value)
+            return _shared_date(date.fromisoformat(value))
         except ValueError:
             raise InvalidField(f"{name} {value!r} is not a YYYY-MM-DD date") from None
     if isinstance(value, datetime):
         raise InvalidField(f"{name} must be a date, not a timestamp")
     if isinstance(value, date):
-        return value
+        return _shared_date(value)
     raise InvalidField(f"{name} must be a date, got {type(value).__name__}")
+
+
+@lru_cache(maxsize=1 << 14)
+def _shared_date(value: date) -> date:
+    """One object per distinct date (a stream has few: term starts and ends fall on a few thousand days),
+    so that the state does not keep a copy per event: the cache hands back the first equal date it saw."""
+    return value
 
 
 def _enum(obj: Mapping[str, Any], name: str, members: Mapping[str, Any]) -> Any:
@@ -112,12 +127,12 @@ def _enum(obj: Mapping[str, Any], name: str, members: Mapping[str, Any]) -> Any:
 
 def _purchased(obj: Mapping[str, Any], event_id: str, at: datetime, pid: str, cid: str) -> SubscriptionPurchased:
     sid = _id(obj, "subscription_id")
-    offer = _id(obj, "offer_id")
+    offer = _shared_id(obj, "offer_id")
     billing: BillingModel = _enum(obj, "billing_model", _BILLING)
     channel: Channel = _enum(obj, "channel", _CHANNEL)
     seller: str | None = None
     if channel in _SELLER_REQUIRED or (channel in _SELLER_OPTIONAL and obj.get("seller_partner_id") is not None):
-        seller = _id(obj, "seller_partner_id")
+        seller = _shared_id(obj, "seller_partner_id")
     quantity: int | None = None
     term_start: date | None = None
     term_end: date | None = None
@@ -153,7 +168,7 @@ def _provider_ids(obj: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _account_ids(obj: Mapping[str, Any]) -> tuple[str, str]:
-    return _id(obj, "partner_id"), _id(obj, "customer_id")
+    return _shared_id(obj, "partner_id"), _shared_id(obj, "customer_id")
 
 
 def _build(obj: Mapping[str, Any], kind: str, event_id: str, at: datetime) -> Event:

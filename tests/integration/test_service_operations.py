@@ -228,6 +228,12 @@ def test_poison_pills_go_to_dead_letters_and_good_records_flow(
     assert _metric(metrics, "multichannel_records_out_total", kind="decision") == 6
     assert _metric(metrics, "multichannel_decisions_total", decision="ELIGIBLE_FOR_RELATIONSHIP_REQUEST") == 6
     assert _metric(metrics, "multichannel_accounts_held") == 6
+    # every committed batch is timed in each of its phases; `wait` needs input records with a timestamp
+    batches = _metric(metrics, "multichannel_transaction_duration_seconds_count")
+    assert batches >= 1
+    for phase in ("process", "produce", "offsets", "commit"):
+        assert _metric(metrics, "multichannel_batch_phase_seconds_count", phase=phase) == batches, phase
+    assert 1 <= _metric(metrics, "multichannel_batch_phase_seconds_count", phase="wait") <= batches
 
 
 def _wait_for_dead_letters(settings: Settings, count: int) -> tuple[list[Any], list[Any], list[Any]]:
