@@ -74,7 +74,13 @@ def read_changelog(
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"changelog {topic} partitions {sorted(pending)} not restored in {timeout_s:.0f} s")
-            for m in consumer.consume(num_messages=batch, timeout=0.2):
+            # what the client has fetched, at once; when it has nothing, wait briefly for the next fetch
+            # (a consume with a timeout would hold every call until `batch` records or the timeout)
+            msgs = consumer.consume(num_messages=batch, timeout=0)
+            if not msgs:
+                first = consumer.poll(0.05)
+                msgs = [] if first is None else [first]
+            for m in msgs:
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF and (m.offset() or 0) >= ends[partition_of(m)]:
