@@ -40,9 +40,14 @@ def _long(n: int) -> bytes:
     return bytes(out)
 
 
+_SHORT_LENGTH = [bytes([n << 1]) for n in range(64)]
+"""The zig-zag varint of a length below 64 is the one byte 2n: most strings here (ids, codes) are short."""
+
+
 def _string(value: str) -> bytes:
     raw = value.encode()
-    return _long(len(raw)) + raw
+    n = len(raw)
+    return (_SHORT_LENGTH[n] if n < 64 else _long(n)) + raw
 
 
 def _boolean(value: bool) -> bytes:
