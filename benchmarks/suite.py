@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -599,6 +599,41 @@ def _recovery_breakdown(log: Path, started_wall: float, first_decision_wall: flo
     }
 
 
+def consume_rate(settings: Settings, topic: str, partitions: int) -> int:
+    """Records per second a bare client reads `topic` from the start to its end, keeping each record's
+    value: what the restore's client can do with the changelog's records, without the service's work."""
+    consumer = Consumer(
+        {
+            **settings.kafka_client_config(),
+            "group.id": f"bench-consume-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        }
+    )
+    try:
+        ends = {}
+        for p in range(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        kept: dict[bytes | None, bytes | None] = {}
+        count, started, pending = 0, time.monotonic(), set(ends)
+        while pending:
+            msgs = consumer.consume(50_000, 0) or [m for m in [consumer.poll(0.05)] if m is not None]
+            for m in msgs:
+                if m.error() is None:
+                    kept[m.key()] = m.value()
+                    count += 1
+            for tp in consumer.position([TopicPartition(topic, p) for p in sorted(pending)]):
+                if tp.offset >= ends[tp.partition]:
+                    pending.discard(tp.partition)
+        return round(count / max(time.monotonic() - started, 1e-6))
+    finally:
+        consumer.close()
+
+
 def measure_recovery(
     variants: Variants, settings: Settings, label: str, input_topic: str, workload: Workload
 ) -> dict[str, Any]:
@@ -659,6 +694,7 @@ def measure_recovery(
             result["restore_accounts"] = restored.get("accounts")
             result["restore_seconds"] = restored.get("seconds")
             result["restore_records_per_s"] = restored.get("records_per_s")
+            result["changelog_consume_records_per_s"] = consume_rate(s, s.changelog_topic, s.input_partitions)
             first_wall = t_start_wall + (min(seen.values()) - t_start)
             result["breakdown"] = _recovery_breakdown(restart_log, t_start_wall, first_wall)
             steady(lambda: len(seen) >= 50, 60, proc_b)
@@ -932,6 +968,7 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
         f"| accounts restored | {rec.get('restore_accounts')} |",
         f"| restore seconds | {rec.get('restore_seconds')} |",
         f"| restore records/s | {rec.get('restore_records_per_s')} |",
+        f"| a bare client reading the same changelog, records/s | {rec.get('changelog_consume_records_per_s')} |",
         f"| restart to first decision (s) | {rec.get('restart_to_first_decision_s')} |",
         f"| SIGKILL to first decision (s, restart at once, static membership) | "
         f"{rec.get('sigkill_to_first_decision_s')} |",
