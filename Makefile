@@ -7,7 +7,7 @@ UV := .cache/uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck unit integration chromium bench bench-classify bench-dashboard clean
+.PHONY: install run test lint typecheck unit integration chromium bench bench-scale bench-classify bench-dashboard clean
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv
@@ -47,6 +47,11 @@ BENCH_ARGS ?= --events 200000 --accounts 20000
 bench: install
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --group bench --python $(PYTHON)
 	$(BIN)/multichannel bench $(BENCH_ARGS)
+
+# State at scale: the exactly-once service once over 1,000,000 accounts, then its restore; writes
+# docs/benchmarks-scale.md. About an hour on 2 cores, and several GB of memory and disk.
+bench-scale: install
+	$(BIN)/multichannel bench --scale --accounts 1000000 --events 3000000 --no-peer
 
 # The rule engine alone and the classify command end to end, on a generated 1,000,000-event stream,
 # with a sampling profile of the command (py-spy, from the bench group): about 3 minutes.

@@ -26,6 +26,13 @@ def register(app: typer.Typer) -> None:
         latency_seconds: Annotated[float, typer.Option(help="Length of each paced latency run.")] = 20.0,
         profile_seconds: Annotated[float, typer.Option(help="Length of the profiled service run.")] = 30.0,
         peer: Annotated[bool, typer.Option(help="Include the Quix Streams peer (own virtualenv).")] = True,
+        scale: Annotated[
+            bool,
+            typer.Option(
+                help="Instead of the comparison: the exactly-once service once over the workload, then its "
+                "restore (all partitions and one alone); writes docs/benchmarks-scale.md."
+            ),
+        ] = False,
         docs_dir: Annotated[Path, typer.Option(help="Where benchmarks.md/.json/.png are written.")] = PROJECT_ROOT
         / "docs",
     ) -> None:
@@ -37,7 +44,7 @@ def register(app: typer.Typer) -> None:
         from deploy.local.stack import local_stack
 
         uv = PROJECT_ROOT / ".cache" / "uv" / "bin" / "uv"
-        if peer and not uv.exists():
+        if peer and not scale and not uv.exists():
             console.print(f"[red]{uv} is missing: run `make install` first (the peer's virtualenv needs uv)[/red]")
             raise typer.Exit(2)
         tune_gc()
@@ -58,6 +65,12 @@ def register(app: typer.Typer) -> None:
                     stack.enter_context(local_stack(base.cache_dir, base.local_state_dir))
             settings = resolve(base)
             try:
+                if scale:
+                    from benchmarks.scale import run_scale
+
+                    report = run_scale(settings, opts)
+                    console.print((docs_dir / "benchmarks-scale.md").read_text())
+                    return
                 report = run_bench(settings, opts, uv)
             except BenchError as exc:
                 console.print(f"[red]benchmark failed: {exc}[/red]")
