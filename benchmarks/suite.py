@@ -993,6 +993,13 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
     for name, value, met in report["targets"]:
         lines.append(f"| {name} | {value} | {'n/a' if met is None else ('yes' if met else '**no**')} |")
     lines += ["", "## Peer check", "", f"Quix Streams peer against the exactly-once service: {report['peer_check']}."]
+    lines += [
+        "",
+        "## State at scale",
+        "",
+        "A million accounts, memory per account and the restore of every partition and of one alone: "
+        "`make bench-scale`, in [benchmarks-scale.md](benchmarks-scale.md).",
+    ]
     dashboard = report.get("dashboard")
     if dashboard:
         lines += [
