@@ -890,37 +890,111 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if not a or not b else round(a / b, 2)
 
 
+Target = tuple[str, str, bool | None, str]
+"""(target, measured, met, for a target not met: by how much and what bounds it)."""
+
+
+def _phases_text(breakdown: dict[str, Any], at: int) -> str:
+    """The phases' p50 (at=0) or p99 (at=1) in ms, for the targets' notes."""
+    names = [*PHASES, "visible"]
+    parts = [f"{n} {breakdown[n][at]:g}" for n in names if breakdown.get(n) and breakdown[n][at] is not None]
+    return ", ".join(parts) + " ms" if parts else "no phase figures"
+
+
 def targets(
     results: dict[str, VariantResult],
     recovery: dict[str, Any],
     steady: dict[str, Any] | None = None,
     kills: dict[str, Any] | None = None,
     memory: dict[str, Any] | None = None,
-) -> list[tuple[str, str, bool | None]]:
+) -> list[Target]:
     rate = {name: r.median("events_per_s") for name, r in results.items()}
-    rows: list[tuple[str, str, bool | None]] = []
+    rows: list[Target] = []
 
-    def check(name: str, value: float | None, goal: float, higher: bool, unit: str = "") -> None:
+    def check(name: str, value: float | None, goal: float, higher: bool, unit: str = "", bound: str = "") -> None:
         met = None if value is None else (value >= goal if higher else value <= goal)
-        rows.append((name, "n/a" if value is None else f"{value}{unit}", met))
+        note = ""
+        if met is False and value:
+            factor = goal / value if higher else value / goal
+            note = f"{factor:.2f}x short; {bound}" if bound else f"{factor:.2f}x short"
+        rows.append((name, "n/a" if value is None else f"{value}{unit}", met, note))
 
-    check("exactly-once / Quix peer ≥ 10", _ratio(rate.get(EOS), rate.get(PEER)), 10.0, True)
-    check(
-        "exactly-once / ceiling (own work without Kafka) ≥ 0.75", _ratio(rate.get(EOS), rate.get(CEILING)), 0.75, True
-    )
     eos = results.get(EOS)
-    check("p99 latency ≤ 150 ms at half the maximum rate", eos.latency_p99_ms if eos else None, 150, False, " ms")
-    check("p50 latency ≤ 60 ms at half the maximum rate", eos.latency_p50_ms if eos else None, 60, False, " ms")
-    check("p99 latency ≤ 100 ms at a steady 1,000 events/s", (steady or {}).get("p99_ms"), 100, False, " ms")
-    check("restore ≥ 250,000 records/s", recovery.get("restore_records_per_s"), 250_000, True, " records/s")
-    check("SIGKILL → first decision ≤ 3 s", recovery.get("sigkill_to_first_decision_s"), 3, False, " s")
-    check("memory per account held ≤ 2,048 bytes", (memory or {}).get("bytes_per_account"), 2048, False, " B")
+    to_ceiling = _ratio(rate.get(EOS), rate.get(CEILING))
+    check(
+        "exactly-once / Quix peer ≥ 10",
+        _ratio(rate.get(EOS), rate.get(PEER)),
+        10.0,
+        True,
+        bound=f"bound: the service's own per-event work, the ceiling: exactly-once runs at {to_ceiling} of it, "
+        "and the ceiling's time is Python per event (the profile below)",
+    )
+    check(
+        "exactly-once / ceiling (own work without Kafka) ≥ 0.75",
+        to_ceiling,
+        0.75,
+        True,
+        bound="bound: the client and transaction time per batch (see where the latency goes)",
+    )
+    half = eos.latency_breakdown if eos else {}
+    check(
+        "p99 latency ≤ 150 ms at half the maximum rate",
+        eos.latency_p99_ms if eos else None,
+        150,
+        False,
+        " ms",
+        f"bound: the batch cycle at this rate, p99 of its phases: {_phases_text(half, 1)}",
+    )
+    check(
+        "p50 latency ≤ 60 ms at half the maximum rate",
+        eos.latency_p50_ms if eos else None,
+        60,
+        False,
+        " ms",
+        f"bound: the batch cycle at this rate, p50 of its phases: {_phases_text(half, 0)}",
+    )
+    check(
+        "p99 latency ≤ 100 ms at a steady 1,000 events/s",
+        (steady or {}).get("p99_ms"),
+        100,
+        False,
+        " ms",
+        f"p99 of the phases: {_phases_text((steady or {}).get('breakdown') or {}, 1)}",
+    )
+    bare = recovery.get("changelog_consume_records_per_s")
+    check(
+        "restore ≥ 250,000 records/s",
+        recovery.get("restore_records_per_s"),
+        250_000,
+        True,
+        " records/s",
+        f"bound: reading records of a whole account's state: a bare client reads {bare} records/s of the same "
+        "changelog",
+    )
+    check(
+        "SIGKILL → first decision ≤ 3 s",
+        recovery.get("sigkill_to_first_decision_s"),
+        3,
+        False,
+        " s",
+        "see where the restart's time goes",
+    )
+    check(
+        "memory per account held ≤ 2,048 bytes",
+        (memory or {}).get("bytes_per_account"),
+        2048,
+        False,
+        " B",
+        "bound: the Python objects of the events each subscription keeps (see memory per account held)",
+    )
     median, worst = (kills or {}).get("median_s"), (kills or {}).get("max_s")
+    met = None if median is None or worst is None else median <= 3 and worst <= 10
     rows.append(
         (
             "kill → next decision, 3 instances, repeated SIGKILLs: median ≤ 3 s, max ≤ 10 s",
             "n/a" if median is None else f"median {median} s, max {worst} s",
-            None if median is None or worst is None else median <= 3 and worst <= 10,
+            met,
+            "the restart of the killed instance (see where the restart's time goes)" if met is False else "",
         )
     )
     return rows
@@ -987,11 +1061,12 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
         "",
         "## Targets",
         "",
-        "| target | measured | met |",
-        "|---|---:|:---:|",
+        "| target | measured | met | short by, and what bounds it |",
+        "|---|---:|:---:|---|",
     ]
-    for name, value, met in report["targets"]:
-        lines.append(f"| {name} | {value} | {'n/a' if met is None else ('yes' if met else '**no**')} |")
+    for name, value, met, note in report["targets"]:
+        verdict = "n/a" if met is None else ("yes" if met else "**no**")
+        lines.append(f"| {name} | {value} | {verdict} | {note} |")
     lines += ["", "## Peer check", "", f"Quix Streams peer against the exactly-once service: {report['peer_check']}."]
     lines += [
         "",

@@ -42,7 +42,7 @@ def test_targets_rows_for_steady_latency_memory_and_repeated_kills() -> None:
     results = {EOS: VariantResult(EOS)}
     rows = {
         name: (value, met)
-        for name, value, met in targets(
+        for name, value, met, _note in targets(
             results,
             {},
             steady={"p99_ms": 80.0},
@@ -56,3 +56,18 @@ def test_targets_rows_for_steady_latency_memory_and_repeated_kills() -> None:
     assert kills == ("median 2.5 s, max 11.0 s", False), "the max alone misses the target"
     unmeasured = {name: met for name, (_v, met) in rows.items()}
     assert unmeasured["restore ≥ 250,000 records/s"] is None
+
+
+def test_a_target_not_met_says_by_how_much_and_what_bounds_it() -> None:
+    eos = VariantResult(EOS, latency_p99_ms=300.0, latency_breakdown={"commit": (20.0, 150.0), "wait": (30.0, None)})
+    notes = {
+        name: note
+        for name, _v, met, note in targets(
+            {EOS: eos}, {"restore_records_per_s": 100_000, "changelog_consume_records_per_s": 120_000}
+        )
+        if met is False
+    }
+    assert notes["p99 latency ≤ 150 ms at half the maximum rate"].startswith("2.00x short; ")
+    assert "commit 150 ms" in notes["p99 latency ≤ 150 ms at half the maximum rate"]
+    assert notes["restore ≥ 250,000 records/s"].startswith("2.50x short; ")
+    assert "120000 records/s" in notes["restore ≥ 250,000 records/s"]
