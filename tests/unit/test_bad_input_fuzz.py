@@ -5,6 +5,7 @@ bounded message; a bad line never stops `classify`."""
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -111,10 +112,15 @@ def test_any_field_value_parses_into_an_encodable_event_or_is_refused_with_a_rea
     assert len(value) < 64 * 1024, "a valid event is small, whatever its input"
 
 
+def _json(event: dict[str, Any]) -> bytes:
+    """The stdlib writes what orjson will not (integers beyond 64 bits, infinities): lines to reject."""
+    return json.dumps(event, ensure_ascii=False).encode()
+
+
 lines = st.one_of(
-    event_like().map(orjson.dumps),
+    event_like().map(_json),
     st.binary(max_size=200),
-    event_like().map(lambda e: orjson.dumps(e)[: len(orjson.dumps(e)) // 2]),
+    event_like().map(lambda e: _json(e)[: len(_json(e)) // 2]),
     st.just(b'{"event_type": "\xff\xfe"}'),
     st.just(b"[1, 2]"),
 )
