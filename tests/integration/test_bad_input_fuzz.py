@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,14 +26,17 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import Schema
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from config.registry import registry_client
 from config.settings import Settings
+from consumers.dead_letters import dead_letter_limit
 from consumers.messages import Headers
 from consumers.serde import Decoder
+from consumers.topics import ensure_topics
 from multichannel.errors import REASON_CODES, InvalidEvent
 from multichannel.parse import MAX_ID_CHARS, event_to_dict, parse_event
 from producers.publisher import EventPublisher
@@ -358,7 +362,7 @@ def audit_dead_letters(dead: list[Message], sent: list[Sent]) -> Counter[str]:
     return reasons
 
 
-@settings(FUZZ, max_examples=2)
+@settings(FUZZ, max_examples=3)
 @given(seed=SEEDS)
 def test_every_fuzzed_bad_record_is_one_dead_letter_and_the_service_stays_up(
     settings_factory: SettingsFactory, tmp_path_factory: pytest.TempPathFactory, seed: int
@@ -514,3 +518,20 @@ def test_produce_and_publishers_reject_each_fuzzed_bad_line_and_deliver_every_go
     assert rejected == reasons
     assert all(f.result(timeout=30) for f in futures)
     assert published_event_ids(again) == good_ids
+
+
+def test_dead_letters_are_fitted_to_the_topic_limit_when_it_is_the_smaller(
+    settings_factory: SettingsFactory,
+) -> None:
+    """A dead-letter topic created before the setting (the broker's 1 MiB default) lowers the limit the
+    service fits dead letters to; a topic it cannot describe leaves the configured one."""
+    settings = settings_factory()
+    conf = settings.kafka_client_config()
+    old_topic = f"{settings.dead_letter_topic}-old"
+    ensure_topics(conf, {old_topic: (1, "delete")})
+    admin, deadline = AdminClient(conf), time.monotonic() + 30
+    while old_topic not in admin.list_topics(timeout=10).topics:  # each call is a broker round trip
+        assert time.monotonic() < deadline, "the new topic never showed in the metadata"
+    assert dead_letter_limit(conf, settings.dead_letter_topic, settings.dead_letter_max_bytes) == 4 * MIB
+    assert dead_letter_limit(conf, old_topic, settings.dead_letter_max_bytes) == 1_048_588
+    assert dead_letter_limit(conf, f"{settings.dead_letter_topic}-absent", 2 * MIB) == 2 * MIB
