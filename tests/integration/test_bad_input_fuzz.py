@@ -127,6 +127,19 @@ class BadRecords:
         event = self._event(**changes)
         return event["customer_id"].encode(), self.encoder.encode_subscription_event(event)
 
+    def _partner_value(self, **changes: Any) -> tuple[bytes, bytes]:
+        self.n += 1
+        event: dict[str, Any] = {
+            "event_type": "partner_program_changed",
+            "event_id": f"bad-{self.n}",
+            "occurred_at": datetime(2026, 5, 1, tzinfo=UTC),
+            "partner_id": f"C-fuzz-{self.n}",
+            "program": "csp_direct",
+            "indirect_provider_ids": [],
+            **changes,
+        }
+        return event["partner_id"].encode(), self.encoder.encode_partner_event(event)
+
     def _headers(self) -> list[tuple[str, bytes | None]]:
         rng = self.rng
         choice = rng.randrange(5)
@@ -185,22 +198,21 @@ class BadRecords:
         if kind == "no value":
             return self._sent(kind, rng.randbytes(5), None, "SCHEMA_MISMATCH")
         if kind == "partner event on the subscription topic":
-            self.n += 1
-            value = self.encoder.encode_partner_event(
-                {
-                    "event_type": "partner_program_changed",
-                    "event_id": f"bad-{self.n}",
-                    "occurred_at": datetime(2026, 5, 1, tzinfo=UTC),
-                    "partner_id": f"C-fuzz-{self.n}",
-                    "program": "csp_direct",
-                    "indirect_provider_ids": [],
-                }
-            )
-            return self._sent(kind, f"C-fuzz-{self.n}".encode(), value, "SCHEMA_MISMATCH")
-        if kind == "bad partner record":
-            key = rng.choice([b"P-fuzz", rng.randbytes(6) or b"x"])  # the compacted topic needs a key
-            value = rng.choice([rng.randbytes(rng.randrange(1, 200)), self._valid_value()[1]])
-            return self._sent(kind, key, value, "", self.s.partner_topic)
+            partner_id, value = self._partner_value()
+            return self._sent(kind, partner_id, value, "SCHEMA_MISMATCH")
+        if kind == "bad partner record":  # the compacted topic needs a key
+            topic = self.s.partner_topic
+            choice = rng.randrange(5)
+            if choice == 0:
+                return self._sent(kind, b"P-fuzz", rng.randbytes(rng.randrange(1, 200)), "SCHEMA_MISMATCH", topic)
+            if choice == 1:
+                return self._sent(kind, b"P-fuzz", self._valid_value()[1], "SCHEMA_MISMATCH", topic)
+            if choice == 2:
+                return self._sent(kind, rng.randbytes(6) or b"x", None, "SCHEMA_MISMATCH", topic)
+            if choice == 3:
+                return self._sent(kind, b"\xc3\x28P", self._partner_value()[1], "KEY_MISMATCH", topic)
+            key, value = self._partner_value(partner_id="P" * rng.randrange(MAX_ID_CHARS + 1, 100_000))
+            return self._sent(kind, key, value, "INVALID_FIELD", topic)
         if kind == "1 MB value":
             if rng.random() < 0.5:
                 return self._sent(kind, b"C-big", b"\x00" + rng.randbytes(1_040_000), "")
