@@ -3,15 +3,17 @@
 Hypothesis draws a seed (kept in its example database, so a failure replays); the seed makes a
 stream of good events interleaved with bad records of every kind: random bytes, Avro cut short,
 a wrong magic byte, unknown, non-Avro and unrelated schema ids, huge strings in otherwise valid
-events, a 1 MB value, a value beyond the dead-letter limit, keys that are not UTF-8, missing and
-garbage headers, events on the wrong topic. One service process reads it all; every bad record
-must be exactly one dead letter with its original bytes and a contract reason, every good one
-must come out as `classify` says, and the service must stay up, ready and within its memory.
+events, timestamps out of range, a 1 MB value, a value beyond the dead-letter limit, keys that are
+not UTF-8 or absent, null values, missing and garbage headers, events on the wrong topic. One
+service process reads it all; every bad record must be exactly one dead letter with its original
+bytes and a contract reason, every good one must come out as `classify` says, and the service must
+stay up, ready and within its memory.
 The same seeds make JSON-lines files for `multichannel produce` and the publishers.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import subprocess
@@ -28,6 +30,7 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import Schema
+from fastavro import parse_schema, schemaless_writer
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
@@ -41,7 +44,8 @@ from multichannel.errors import REASON_CODES, InvalidEvent
 from multichannel.parse import MAX_ID_CHARS, event_to_dict, parse_event
 from producers.publisher import EventPublisher
 from producers.serde import EventEncoder
-from schemas import PARTNER_EVENT, SUBSCRIPTION_EVENT, SchemaName
+from schemas import PARTNER_EVENT, SUBSCRIPTION_EVENT, SchemaName, schema_str
+from schemas.wire import header
 from tests.integration.pipeline import (
     PROJECT_ROOT,
     ServiceProcess,
@@ -64,6 +68,16 @@ FUZZ = settings(
 )
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 MIB = 1024 * 1024
+BARE_LONG_TIMESTAMPS = parse_schema(
+    {
+        **json.loads(schema_str(SUBSCRIPTION_EVENT)),
+        "fields": [
+            {**f, "type": "long"} if f["name"] == "occurred_at" else f
+            for f in json.loads(schema_str(SUBSCRIPTION_EVENT))["fields"]
+        ],
+    }
+)
+"""The subscription schema with `occurred_at` as a plain long: the same bytes, any value."""
 RSS_GROWTH_BOUND = 150 * MIB
 """How much more the service may hold after a flood three times the warm-up's size (librdkafka
 alone may prefetch 64 MiB of input)."""
@@ -190,6 +204,12 @@ class BadRecords:
         if kind == "unknown event type":
             key, value = self._valid_value(event_type=rng.choice(["subscription_paused", "", "[/bold] :x:"]))
             return self._sent(kind, key, value, "UNKNOWN_EVENT_TYPE")
+        if kind == "timestamp out of range":  # occurred_at written as a bare long beyond year 9999
+            event = self._event(occurred_at=rng.choice([2**62, -(2**62), 253_402_300_800_000]))
+            body = io.BytesIO()
+            schemaless_writer(body, BARE_LONG_TIMESTAMPS, event)
+            value = header(self.encoder.subscription.schema_id) + body.getvalue()
+            return self._sent(kind, event["customer_id"].encode(), value, "SCHEMA_MISMATCH")
         if kind == "key not utf-8":
             _key, value = self._valid_value()
             return self._sent(kind, b"\xff\xfe" + rng.randbytes(4), value, "KEY_MISMATCH")
@@ -226,6 +246,7 @@ class BadRecords:
 
 SMALL_KINDS = (
     "random bytes",
+    "timestamp out of range",
     "truncated avro",
     "wrong magic byte",
     "unknown schema id",
