@@ -204,7 +204,7 @@ class Variants:
                 "output_partitions": self.opts.partitions,
             }
         )
-        ensure_topics(s.kafka_client_config(), s.topic_specs, 1)
+        ensure_topics(s.kafka_client_config(), s.topic_specs, 1, s.topic_configs)
         return s
 
     def service(self, label: str, input_topic: str, guarantee: str, **extra: Any) -> tuple[Launch, Settings]:

@@ -147,7 +147,12 @@ def register(app: typer.Typer) -> None:
                     info = stack.enter_context(local_stack(base.cache_dir, base.local_state_dir))
                 console.print(f"Kafka {info.bootstrap_servers}, Schema Registry {info.schema_registry_url}")
             settings = resolve(base)
-            ensure_topics(settings.kafka_client_config(), settings.topic_specs, settings.replication_factor)
+            ensure_topics(
+                settings.kafka_client_config(),
+                settings.topic_specs,
+                settings.replication_factor,
+                settings.topic_configs,
+            )
             metrics_port = free_port()
             log_path = Path(settings.local_state_dir) / "demo-service.log"
             service = _start(log_path, _service_env(settings, metrics_port), "run")

@@ -17,7 +17,7 @@ def create() -> None:
     from consumers.topics import ensure_topics
 
     s = ready_settings(brokers=True, registry=False)
-    result = ensure_topics(s.kafka_client_config(), s.topic_specs, s.replication_factor)
+    result = ensure_topics(s.kafka_client_config(), s.topic_specs, s.replication_factor, s.topic_configs)
     table = Table("topic", "partitions", "cleanup.policy", "result")
     for name, (partitions, policy) in s.topic_specs.items():
         table.add_row(name, str(partitions), policy, result[name])

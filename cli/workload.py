@@ -24,6 +24,11 @@ def _progress() -> Progress:
     )
 
 
+def _say(text: str) -> None:
+    """One plain line on stderr: messages quote input values, which must not be read as rich markup."""
+    err.out(text, highlight=False)
+
+
 def _bad_payload(item: Any) -> tuple[str, bytes]:
     event = item.event
     raw = event.encode() if isinstance(event, str) else orjson.dumps(event)
@@ -122,7 +127,7 @@ def register(app: typer.Typer) -> None:
                     futures.append(publisher.publish(obj))
                 except InvalidEvent as exc:
                     rejected += 1
-                    err.print(f"line {number}: {exc.reason}: {exc.message}")
+                    _say(f"line {number}: {exc.reason}: {exc.message}")
             publisher.flush()
         failed = unconfirmed = 0
         for future in futures:
@@ -134,7 +139,7 @@ def register(app: typer.Typer) -> None:
                 published += 1
             else:
                 failed += 1
-                err.print(str(error) if isinstance(error, DeliveryFailed) else repr(error))
+                _say(str(error) if isinstance(error, DeliveryFailed) else repr(error))
         if unconfirmed:
             err.print(f"{unconfirmed} events had no delivery report within {timeout:g} s (brokers unreachable?)")
         failed += unconfirmed

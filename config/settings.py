@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     output_partitions: int = Field(12, ge=1, description="Partitions of the decision and status topics.")
     partner_partitions: int = Field(3, ge=1, description="Partitions of the partner topic.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics created by `topics create`.")
+    dead_letter_max_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest dead letter: the dead-letter topic's `max.message.bytes` (set by `topics create`) and "
+        "the service producer's `message.max.bytes`. Larger than the input topics' limit (1 MiB by default), so an "
+        "input record fits in its dead letter with the reason headers; a bigger one is cut, and `error.truncated` "
+        "says what was cut.",
+    )
 
     # --- service -----------------------------------------------------------------------------------
     application_id: str = Field(
@@ -152,6 +160,11 @@ class Settings(BaseSettings):
             self.dead_letter_topic: (self.output_partitions, "delete"),
             self.changelog_topic: (self.input_partitions, "compact"),
         }
+
+    @property
+    def topic_configs(self) -> dict[str, dict[str, str]]:
+        """Topic configs beyond partitions and cleanup policy that `topics create` sets."""
+        return {self.dead_letter_topic: {"max.message.bytes": str(self.dead_letter_max_bytes)}}
 
     def to_env(self) -> dict[str, str]:
         """These settings as the `MULTICHANNEL_` variables that give a child process the same ones."""

@@ -61,6 +61,8 @@ TopicKind = Literal["subscription", "partner"]
 _EVENT_SCHEMAS: Final[dict[TopicKind, SchemaName]] = {"subscription": SUBSCRIPTION_EVENT, "partner": PARTNER_EVENT}
 _KEY_FIELDS: Final[dict[TopicKind, str]] = {"subscription": "customer_id", "partner": "partner_id"}
 _UNKNOWN_ID_TTL_S: Final = 60.0
+_UNREADABLE_IDS_KEPT: Final = 10_000
+"""Unreadable schema ids remembered at most: records with random ids must not grow memory without bound."""
 _read: Final[Callable[..., Any]] = schemaless_reader  # our reader schemas are records: it returns a dict
 
 
@@ -117,6 +119,9 @@ class Decoder:
         return pair
 
     def _remember_unreadable(self, schema_id: int, why: str) -> str:
+        self._unreadable.pop(schema_id, None)
+        if len(self._unreadable) >= _UNREADABLE_IDS_KEPT:
+            del self._unreadable[next(iter(self._unreadable))]  # the oldest: dicts keep insertion order
         self._unreadable[schema_id] = (why, time.monotonic())
         return why
 

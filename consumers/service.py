@@ -41,6 +41,7 @@ from consumers.changelog import (
     split_restored,
 )
 from consumers.codec import ServiceCodec
+from consumers.dead_letters import dead_letter, dead_letter_limit, truncated_parts
 from consumers.kafka_errors import FatalClientError, UncertainTransaction, is_fatal, is_fenced, kafka_error
 from consumers.messages import Headers, offset_of, partition_of
 from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
@@ -185,6 +186,7 @@ class _Session:
         self.clock_floor = datetime.min.replace(tzinfo=UTC)
         """No clock reading goes below it: the latest batch's clock, or a restored account's evaluated_at."""
         conf = service._client_conf
+        self.dead_letter_limit = dead_letter_limit(conf, self.s.dead_letter_topic, self.s.dead_letter_max_bytes)
         self.delivery_errors: list[KafkaError] = []
         guarantee: dict[str, Any] = (
             {"transactional.id": self.s.transactional_id, "transaction.timeout.ms": self.s.transaction_timeout_ms}
@@ -205,6 +207,8 @@ class _Session:
                 "retry.backoff.max.ms": 50,
                 "compression.type": "lz4",
                 "partitioner": "murmur2_random",
+                # a dead letter carries a whole input record plus headers: more than the 1 MB default
+                "message.max.bytes": max(1_000_000, self.dead_letter_limit),
             }
         )
         self.consumer = Consumer(
@@ -563,19 +567,9 @@ class _Session:
                 )
 
     def _dead_letter(self, msg: Message, error: InvalidEvent, out: BatchOutput, tally: BatchTally, source: str) -> None:
-        ts_type, ts = msg.timestamp()
-        raw = msg.headers()
-        pairs = raw.items() if isinstance(raw, dict) else (raw or [])
-        headers: Headers = [(str(k), v) for k, v in pairs]
-        headers += [
-            ("error.reason", error.reason.encode()),
-            ("error.message", error.message.encode()),
-            ("source.topic", (msg.topic() or "").encode()),
-            ("source.partition", str(partition_of(msg)).encode()),
-            ("source.offset", str(offset_of(msg)).encode()),
-            ("source.timestamp", str(ts if ts_type else -1).encode()),
-        ]
-        out.dead_letters.append((msg.key(), msg.value(), headers))
+        record = dead_letter(msg, error, self.dead_letter_limit)
+        out.dead_letters.append(record)
+        truncated = truncated_parts(record[2])
         tally.outcomes["dead_letter"] += 1
         tally.dead_letters[error.reason] += 1
         tally.events_in[source, "undecodable"] += 1
@@ -586,6 +580,7 @@ class _Session:
             topic=msg.topic(),
             partition=partition_of(msg),
             offset=offset_of(msg),
+            **({"truncated": truncated} if truncated is not None else {}),
         )
 
     def _produce(self, out: BatchOutput, tally: BatchTally) -> None:

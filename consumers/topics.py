@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -9,12 +10,17 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 
 def ensure_topics(
-    client_conf: dict[str, Any], specs: dict[str, tuple[int, str]], replication_factor: int = 1
+    client_conf: dict[str, Any],
+    specs: dict[str, tuple[int, str]],
+    replication_factor: int = 1,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, str]:
-    """Create every topic of `specs` ({name: (partitions, cleanup.policy)}); returns name → created|exists."""
+    """Create every topic of `specs` ({name: (partitions, cleanup.policy)}), with the extra topic configs of
+    `configs` ({name: {config: value}}); returns name → created|exists."""
     admin = AdminClient(client_conf)
+    extra = configs or {}
     new = [
-        NewTopic(name, partitions, replication_factor, config={"cleanup.policy": policy})
+        NewTopic(name, partitions, replication_factor, config={"cleanup.policy": policy, **extra.get(name, {})})
         for name, (partitions, policy) in specs.items()
     ]
     result: dict[str, str] = {}

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+MAX_MESSAGE_CHARS = 1000
+"""Longest `message` kept: it quotes input values, and it travels in a dead letter's header, a log line
+and a line on stderr, so a huge bad value must not make a huge message."""
+
 
 class InvalidEvent(Exception):
     """An input record that cannot be applied; it goes to the dead-letter topic."""
@@ -15,6 +19,8 @@ class InvalidEvent(Exception):
     reason: ClassVar[str] = "INVALID_EVENT"
 
     def __init__(self, message: str) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 1] + "…"
         super().__init__(message)
         self.message = message
 

@@ -43,6 +43,13 @@ _TIMESTAMP_FORM = re.compile(
 """The one timestamp form of the contract (RFC 3339's ISO 8601 profile; no offset is read as UTC).
 `datetime.fromisoformat` alone also takes week dates, basic forms, a space for `T` and more."""
 _DATE_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MAX_ID_CHARS = 256
+"""Longest id (event, partner, customer, subscription, offer): ids travel into every decision, status and
+changelog record, so an id of megabytes would make records the brokers refuse."""
+MAX_PROVIDERS = 100
+"""Most `indirect_provider_ids` of one partner event: they travel into every R9 and R10 decision."""
+MAX_QUANTITY = 2**31 - 1
+"""The largest seat count the Avro `int` of the input and changelog schemas can carry."""
 _LICENSE, _RESELLER = BillingModel.LICENSE, Program.CSP_INDIRECT_RESELLER  # enum class attribute reads are slow
 
 
@@ -54,6 +61,8 @@ def _id(obj: Mapping[str, Any], name: str) -> str:
         raise InvalidField(f"{name} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise InvalidField(f"{name} must not be empty")
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidField(f"{name} has {len(value)} characters, more than {MAX_ID_CHARS}")
     return value
 
 
@@ -81,7 +90,10 @@ def _timestamp(obj: Mapping[str, Any], name: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     elif parsed.utcoffset():
-        parsed = parsed.astimezone(UTC)
+        try:
+            parsed = parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+05:00 is before the first instant a datetime holds
+            raise InvalidField(f"{name} {value!r} is out of the range of timestamps") from None
     elif parsed.tzinfo is not UTC:
         parsed = parsed.replace(tzinfo=UTC)
     micro = parsed.microsecond
@@ -142,8 +154,8 @@ def _purchased(obj: Mapping[str, Any], event_id: str, at: datetime, pid: str, ci
             raise InvalidField("quantity is required for a license-based subscription")
         if type(q) is not int:
             raise InvalidField(f"quantity must be an integer, got {type(q).__name__}")
-        if q < 1:
-            raise InvalidField(f"quantity must be at least 1, got {q}")
+        if not 1 <= q <= MAX_QUANTITY:
+            raise InvalidField(f"quantity must be from 1 to {MAX_QUANTITY}, got {q}")
         quantity = q
         term_start = _date(obj, "term_start")
         term_end = _date(obj, "term_end")
@@ -162,8 +174,10 @@ def _provider_ids(obj: Mapping[str, Any]) -> tuple[str, ...]:
         return ()
     if not isinstance(raw, list | tuple):
         raise InvalidField("indirect_provider_ids must be a list of partner ids")
-    if any(type(p) is not str or not p.strip() for p in raw):
-        raise InvalidField("indirect_provider_ids must hold non-empty partner ids")
+    if len(raw) > MAX_PROVIDERS:
+        raise InvalidField(f"indirect_provider_ids has {len(raw)} ids, more than {MAX_PROVIDERS}")
+    if any(type(p) is not str or not p.strip() or len(p) > MAX_ID_CHARS for p in raw):
+        raise InvalidField(f"indirect_provider_ids must hold non-empty ids of at most {MAX_ID_CHARS} characters")
     return tuple(dict.fromkeys(raw))
 
 

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from config.registry import registry_client
 from config.settings import Settings
-from multichannel.errors import UnknownEventType
+from multichannel.errors import InvalidField, UnknownEventType
 from multichannel.model import Event, PartnerProgramChanged
 from multichannel.parse import event_to_dict, parse_event
 from producers.serde import EventEncoder
@@ -65,15 +65,23 @@ class EventPublisher:
         """Queue one event (a core event, or a contract dict validated here); the future resolves on delivery."""
         ev = event if not isinstance(event, Mapping) else parse_event(event)
         record = event_to_dict(ev)
-        if isinstance(ev, PartnerProgramChanged):
-            topic, key, value = self.settings.partner_topic, ev.partner_id, self._encoder.encode_partner_event(record)
-        else:
-            topic, key = self.settings.subscription_topic, ev.customer_id
-            value = self._encoder.encode_subscription_event(record)
+        try:
+            if isinstance(ev, PartnerProgramChanged):
+                topic, key = self.settings.partner_topic, ev.partner_id
+                value = self._encoder.encode_partner_event(record)
+            else:
+                topic, key = self.settings.subscription_topic, ev.customer_id
+                value = self._encoder.encode_subscription_event(record)
+        except (
+            ValueError,
+            TypeError,
+        ) as exc:  # a value the core accepts but Avro cannot carry (a core event built by hand)
+            raise InvalidField(f"the event does not fit the Avro schema: {exc}") from None
         return self.publish_raw(topic, key.encode(), value, ev.event_id)
 
     def publish_raw(self, topic: str, key: bytes | None, value: bytes, label: str) -> Future[str]:
-        """Queue bytes as they are (tests and the generator's deliberately bad records)."""
+        """Queue bytes as they are (tests and the generator's deliberately bad records). A record the client
+        refuses at once (larger than `message.max.bytes`) fails its future with DeliveryFailed."""
         future: Future[str] = Future()
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -88,6 +96,10 @@ class EventPublisher:
                 break
             except BufferError:
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                future.set_exception(DeliveryFailed(label, error))
+                return future
         self._producer.poll(0)
         return future
 

@@ -163,7 +163,7 @@ def make_settings(kafka_bootstrap: str, schema_registry_url: str, prefix: str, *
     }
     values.update(overrides)
     settings = Settings(**values)
-    ensure_topics(settings.kafka_client_config(), settings.topic_specs, 1)
+    ensure_topics(settings.kafka_client_config(), settings.topic_specs, 1, settings.topic_configs)
     return settings
 
 

@@ -47,8 +47,12 @@ def test_topics_have_the_contract_policies_and_partitions(settings_factory: Call
     resources = [ConfigResource(ResourceType.TOPIC, name) for name in settings.topic_specs]
     for resource, future in admin.describe_configs(resources).items():
         partitions, policy = settings.topic_specs[resource.name]
-        assert future.result()["cleanup.policy"].value == policy, resource.name
+        configs = future.result()
+        assert configs["cleanup.policy"].value == policy, resource.name
         assert len(metadata.topics[resource.name].partitions) == partitions, resource.name
+        for name, value in settings.topic_configs.get(resource.name, {}).items():
+            assert configs[name].value == value, (resource.name, name)
+    assert settings.topic_configs[settings.dead_letter_topic] == {"max.message.bytes": str(4 * 1024 * 1024)}
     assert settings.topic_specs[settings.partner_topic][1] == "compact"
     assert settings.topic_specs[settings.status_topic][1] == "compact"
     assert settings.topic_specs[settings.changelog_topic][1] == "compact"
