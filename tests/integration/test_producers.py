@@ -147,15 +147,16 @@ def test_publisher_reports_every_event_the_stopped_broker_did_not_take(tmp_path:
         broker.stop()
 
 
-def test_produce_reports_undelivered_events_when_the_broker_is_unreachable(
-    tmp_path: Path, schema_registry_url: str
+def test_produce_reports_undelivered_events_when_deliveries_do_not_complete(
+    tmp_path: Path, kafka_bootstrap: str, schema_registry_url: str
 ) -> None:
-    """`multichannel produce` with no broker listening: every event is reported undelivered within its
-    --timeout, in one summary line, with exit code 1 and no traceback."""
+    """`multichannel produce` whose deliveries cannot complete (the brokers answer, but the input topic
+    does not exist and is not created for it): every event is reported undelivered within its --timeout,
+    in one summary line, with exit code 1 and no traceback. (Brokers that do not answer at all end the
+    start with exit 3: tests/unit/test_cli_unreachable.py.)"""
     import os
     import subprocess
 
-    from deploy.local.process import free_port
     from tests.integration.pipeline import PROJECT_ROOT
 
     lines = [
@@ -167,8 +168,10 @@ def test_produce_reports_undelivered_events_when_the_broker_is_unreachable(
     events.write_bytes(b"\n".join(lines) + b"\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MULTICHANNEL_")}
     env |= {
-        "MULTICHANNEL_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "MULTICHANNEL_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "MULTICHANNEL_SCHEMA_REGISTRY_URL": schema_registry_url,
+        "MULTICHANNEL_SUBSCRIPTION_TOPIC": f"absent-{tmp_path.name}",
+        "MULTICHANNEL_PARTNER_TOPIC": f"absent-partners-{tmp_path.name}",
     }
     done = subprocess.run(
         [str(PROJECT_ROOT / ".venv" / "bin" / "multichannel"), "produce", "--timeout", "2", str(events)],
