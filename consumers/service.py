@@ -30,8 +30,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from config.errors import AccessRefused, DependencyUnreachable, access_refusal, is_authorization, is_refusal
 from config.logs import get_logger
-from config.reachability import DependencyUnreachable, wait_for_brokers, wait_for_registry
+from config.reachability import wait_for_brokers, wait_for_registry
 from config.settings import Settings
 from consumers.changelog import (
     RestoredPartition,
@@ -49,6 +50,7 @@ from consumers.runtime import freeze_survivors
 from consumers.serde import RegistryUnavailableError
 from consumers.state_format import decode_state, read_header
 from consumers.watchdog import Watchdog
+from deploy.acls import missing_rights, service_acls
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent, UnknownEventType
 from multichannel.model import AccountKey, PartnerProgramChanged
@@ -155,11 +157,30 @@ class ClassifierService:
         except DependencyUnreachable as exc:
             log.error("dependency_unreachable", error=str(exc))
             return FATAL_EXIT_CODE
+        except AccessRefused as exc:  # a restart cannot help: a distinct exit code and the reason as the event
+            log.error(exc.reason.lower(), error=str(exc))
+            return exc.exit_code
         finally:
             self.health.ready = False
             self.watchdog.close()
             if ops is not None:
                 ops.stop()
+
+    def refusal(self, err: KafkaError | None) -> AccessRefused | None:
+        """The `AccessRefused` that a client error stands for, naming what the ACLs deny (asked of the brokers:
+        the error itself does not say which topic or group), or None for any other error."""
+        if not is_refusal(err):
+            return None
+        denied = ""
+        assert err is not None
+        if err.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+            denied = f"WRITE on transactional id {self.settings.transactional_id}"
+        elif is_authorization(err):
+            try:
+                denied = ", ".join(missing_rights(self._client_conf, service_acls(self.settings)))
+            except KafkaException:  # the error's own text still says what kind of resource
+                denied = ""
+        return access_refusal(err, user=self.settings.sasl_username, doing="classifier service", denied=denied)
 
 
 class _Session:
@@ -257,6 +278,9 @@ class _Session:
                     self.last_lag_update = now_mono
         except KafkaException as exc:
             err = kafka_error(exc)
+            refused = self.svc.refusal(err)
+            if refused is not None:
+                raise refused from None
             raise FatalClientError(str(err or exc)) from exc
         finally:
             self._close()
@@ -297,7 +321,7 @@ class _Session:
         for m in msgs:
             err = m.error()
             if err is not None:
-                if err.fatal() or err.code() == KafkaError._FATAL:  # e.g. a static member fenced by its own id
+                if err.fatal() or err.code() == KafkaError._FATAL or is_refusal(err):  # e.g. a fenced static member
                     raise KafkaException(err)
                 log.warning("consumer_error", error=str(err))
                 continue
@@ -365,6 +389,9 @@ class _Session:
                 self.svc.health.ready = False
             else:
                 err = kafka_error(exc)
+                refused = self.svc.refusal(err)
+                if refused is not None:  # aborting and retrying would be refused again, batch after batch
+                    raise refused from None
                 if is_fatal(err):
                     self._raise_fatal(f"transaction failed: {err}", err, exc)
                 log.warning("transaction_abort", error=str(err), records=len(records))

@@ -7,11 +7,14 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from config.errors import access_refusal
+
 
 def ensure_topics(
     client_conf: dict[str, Any], specs: dict[str, tuple[int, str]], replication_factor: int = 1
 ) -> dict[str, str]:
-    """Create every topic of `specs` ({name: (partitions, cleanup.policy)}); returns name → created|exists."""
+    """Create every topic of `specs` ({name: (partitions, cleanup.policy)}); returns name → created|exists.
+    Brokers that refuse the client or deny CREATE raise an `AccessRefused` naming the topic."""
     admin = AdminClient(client_conf)
     new = [
         NewTopic(name, partitions, replication_factor, config={"cleanup.policy": policy})
@@ -26,6 +29,10 @@ def ensure_topics(
             err = exc.args[0]
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 result[name] = "exists"
-            else:
-                raise
+                continue
+            user = str(client_conf.get("sasl.username", ""))
+            refused = access_refusal(err, user=user, doing="creating topics", denied=f"CREATE on topic {name}")
+            if refused is not None:
+                raise refused from None
+            raise
     return result
