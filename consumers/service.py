@@ -169,10 +169,9 @@ class ClassifierService:
     def refusal(self, err: KafkaError | None) -> AccessRefused | None:
         """The `AccessRefused` that a client error stands for, naming what the ACLs deny (asked of the brokers:
         the error itself does not say which topic or group), or None for any other error."""
-        if not is_refusal(err):
+        if err is None or not is_refusal(err):
             return None
         denied = ""
-        assert err is not None
         if err.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
             denied = f"WRITE on transactional id {self.settings.transactional_id}"
         elif is_authorization(err):
@@ -432,6 +431,10 @@ class _Session:
             self._produce(out, tally)
         with self.guard("flush", timeout_s):
             remaining = self.producer.flush(timeout_s)
+        for error in self.delivery_errors:
+            refused = self.svc.refusal(error)
+            if refused is not None:  # repeating the batch would be refused again
+                raise refused
         if remaining or self.delivery_errors:
             errors = [str(e) for e in self.delivery_errors[:3]]
             self.delivery_errors.clear()
@@ -442,6 +445,9 @@ class _Session:
                 with self.guard("offset commit", timeout_s):
                     self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:  # e.g. a rebalance took the partitions: repeat from the last commit
+                refused = self.svc.refusal(kafka_error(exc))
+                if refused is not None:
+                    raise refused from None
                 raise UncertainTransaction(f"offset commit failed: {kafka_error(exc)}") from exc
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:

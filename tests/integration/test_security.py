@@ -245,13 +245,15 @@ def test_ops_endpoints_listen_on_loopback_unless_configured(service_run: Capture
     assert "multichannel_decisions_total" in metrics
 
 
+@pytest.mark.parametrize("guarantee", ["exactly_once_v2", "at_least_once"], ids=["eos", "alos"])
 def test_a_principal_without_write_on_the_outputs_is_stopped_with_one_line(
-    secured: SecuredBroker, tmp_path: Path
+    secured: SecuredBroker, tmp_path: Path, guarantee: str
 ) -> None:
     """`reader` holds every shipped right but WRITE on the outputs: `run` exits 4 at its first batch, naming the
-    denied topic, instead of aborting and retrying; `topics create` as `reader` exits 4 naming CREATE."""
+    denied topic, instead of retrying the batch (in a transaction or not); `topics create` as `reader` exits 4
+    naming CREATE."""
     prefix = f"w{uuid.uuid4().hex[:8]}"
-    settings = secured.settings("reader", prefix)
+    settings = secured.settings("reader", prefix, processing_guarantee=guarantee)
     admin = secured.settings("admin", prefix)
     ensure_topics(admin.kafka_client_config(), admin.topic_specs)
     outputs = {settings.decision_topic, settings.status_topic, settings.dead_letter_topic}
