@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from cli import bench, broker, classify, dashboard, demo, schemas, service, tail, topics, workload
+from cli import acls, bench, broker, classify, dashboard, demo, schemas, service, tail, topics, workload
 
 app = typer.Typer(
     name="multichannel",
@@ -31,6 +31,7 @@ def check_settings() -> None:
     configure_logging(settings.log_level)
 
 
+acls.register(app)
 bench.register(app)
 broker.register(app)
 topics.register(app)

@@ -3,29 +3,44 @@ answering (waited for up to MULTICHANNEL_STARTUP_TIMEOUT_S), or a one-line error
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from config.endpoints import EndpointsUnavailable, resolve
-from config.reachability import UNREACHABLE_EXIT_CODE, DependencyUnreachable, wait_for_brokers, wait_for_registry
+from config.errors import CommandError
+from config.reachability import wait_for_brokers, wait_for_registry
 from config.settings import Settings
 
 
+def fail(exc: CommandError) -> NoReturn:
+    """End the command with the error's one line on stderr (never wrapped) and its exit code."""
+    typer.echo(f"{exc.reason}: {exc}", err=True)
+    raise typer.Exit(exc.exit_code) from exc
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A `CommandError` raised in the block ends the command with one line instead of a traceback."""
+    try:
+        yield
+    except CommandError as exc:
+        fail(exc)
+
+
 def ready_settings(*, brokers: bool, registry: bool) -> Settings:
-    """Exit 2 when no endpoint is configured; exit 3 when one does not answer in time (errors on stderr)."""
-    err = Console(stderr=True)
+    """Exit 2 when no endpoint is configured; exit 3 when one does not answer in time, 4 when the brokers
+    refuse the credentials or the TLS handshake (errors on stderr)."""
     try:
         settings = resolve(Settings())
     except EndpointsUnavailable as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
+        typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    try:
+    with one_line_errors():
         if brokers:
             wait_for_brokers(settings)
         if registry:
             wait_for_registry(settings)
-    except DependencyUnreachable as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(UNREACHABLE_EXIT_CODE) from exc
     return settings

@@ -9,7 +9,7 @@ import orjson
 import typer
 from rich.live import Live
 
-from cli.ready import ready_settings
+from cli.ready import one_line_errors, ready_settings
 
 
 def _json_default(value: Any) -> str:
@@ -35,17 +35,18 @@ def register(app: typer.Typer) -> None:
         tail = DecisionTail(settings, from_end=from_end)
         view = TailView(partner, customer)
         try:
-            if json_lines:
-                while True:
-                    for record in tail.poll():
-                        if view.accepts(record):
-                            print(orjson.dumps(record, default=_json_default).decode(), flush=True)
-            with Live(view.render(), refresh_per_second=4) as live:
-                while True:
-                    for record in tail.poll():
-                        if view.accepts(record):
-                            view.add(record)
-                    live.update(view.render())
+            with one_line_errors():
+                if json_lines:
+                    while True:
+                        for record in tail.poll():
+                            if view.accepts(record):
+                                print(orjson.dumps(record, default=_json_default).decode(), flush=True)
+                with Live(view.render(), refresh_per_second=4) as live:
+                    while True:
+                        for record in tail.poll():
+                            if view.accepts(record):
+                                view.add(record)
+                        live.update(view.render())
         except KeyboardInterrupt:
             pass
         finally:

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.ready import ready_settings
+from cli.ready import one_line_errors, ready_settings
 
 topics_app = typer.Typer(help="Manage the pipeline's topics.")
 
@@ -17,7 +17,8 @@ def create() -> None:
     from consumers.topics import ensure_topics
 
     s = ready_settings(brokers=True, registry=False)
-    result = ensure_topics(s.kafka_client_config(), s.topic_specs, s.replication_factor, s.topic_configs)
+    with one_line_errors():
+        result = ensure_topics(s.kafka_client_config(), s.topic_specs, s.replication_factor, s.topic_configs)
     table = Table("topic", "partitions", "cleanup.policy", "result")
     for name, (partitions, policy) in s.topic_specs.items():
         table.add_row(name, str(partitions), policy, result[name])

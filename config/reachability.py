@@ -3,7 +3,8 @@
 A dependency that is down or misaddressed gets retries with backoff and one log line per attempt
 naming what is unreachable and where; past `MULTICHANNEL_STARTUP_TIMEOUT_S` the caller gets
 `DependencyUnreachable` with a one-line message (commands exit with `UNREACHABLE_EXIT_CODE`), never a
-traceback or a page of client logs.
+traceback or a page of client logs. Brokers that answer but refuse the client (wrong password, unknown
+user, a certificate the CA given does not sign) are not waited for: that raises an `AccessRefused` at once.
 """
 
 from __future__ import annotations
@@ -13,25 +14,25 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from config.errors import DependencyUnreachable, TlsHandshakeFailed, access_refusal
 from config.logs import get_logger
 from config.settings import Settings
 
 log = get_logger("multichannel.startup")
 
-UNREACHABLE_EXIT_CODE = 3
+UNREACHABLE_EXIT_CODE = DependencyUnreachable.exit_code
 """What a command exits with when a dependency did not answer in time (the service's fatal code: a
 supervisor restarts it)."""
 
 _PROBE_TIMEOUT_S = 5.0
 _MAX_BACKOFF_S = 10.0
-
-
-class DependencyUnreachable(Exception):
-    """A broker or the registry did not answer within the start-up timeout."""
+_REFUSAL_CHECK_S = 0.5
+"""How often a metadata probe looks at the client's errors for a refusal (they arrive within a second)."""
 
 
 def _retry(
@@ -65,17 +66,44 @@ def _retry(
         backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
 
+def kafka_admin(settings: Settings, doing: str, **extra: Any) -> AdminClient:
+    """An AdminClient of the settings; a CA file that cannot be read is a `TlsHandshakeFailed`, not a traceback."""
+    try:
+        return AdminClient({**settings.kafka_client_config(), **extra})
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and "ssl" in err.str().lower():
+            raise TlsHandshakeFailed(f"{doing}: MULTICHANNEL_SSL_CA_LOCATION cannot be used ({err.str()})") from None
+        raise
+
+
 def wait_for_brokers(settings: Settings, stop: Callable[[], bool] = lambda: False) -> bool:
-    """Until a broker answers a metadata request (see `_retry`)."""
+    """Until a broker answers a metadata request (see `_retry`); an `AccessRefused` as soon as the brokers
+    reject the credentials or the TLS handshake fails."""
+    refusals: list[KafkaError] = []
+    doing = f"connecting to the brokers at {settings.bootstrap_servers}"
     # the client's own connection errors would repeat on every reconnect: this probe logs once per attempt
-    admin = AdminClient({**settings.kafka_client_config(), "log_level": 0})
+    admin = kafka_admin(settings, doing, log_level=0, error_cb=refusals.append)
 
     def probe(timeout_s: float) -> str | None:
-        try:
-            return None if admin.list_topics(timeout=timeout_s).brokers else "no broker in the metadata"
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else exc
-            return str(getattr(err, "str", lambda: err)())
+        end = time.monotonic() + timeout_s
+        while True:
+            try:
+                slice_s = max(0.1, min(_REFUSAL_CHECK_S, end - time.monotonic()))
+                if admin.list_topics(timeout=slice_s).brokers:
+                    return None
+                error = "no broker in the metadata"
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                error = err.str() if isinstance(err, KafkaError) else str(exc)
+            admin.poll(0)  # serves error_cb: an authentication or TLS failure is reported there, not raised
+            for reported in refusals:
+                refused = access_refusal(reported, user=settings.sasl_username, doing=doing)
+                if refused is not None:
+                    raise refused
+            refusals.clear()
+            if time.monotonic() >= end:
+                return error
 
     return _retry("kafka_brokers", settings.bootstrap_servers, probe, settings, stop)
 

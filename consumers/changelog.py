@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from config.errors import is_refusal
 from consumers.messages import partition_of
 
 PARTNER_CHECKPOINT_PREFIX = b"__partner-checkpoint__:"
@@ -85,7 +86,7 @@ def read_changelog(
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF and (m.offset() or 0) >= ends[partition_of(m)]:
                         pending.discard(partition_of(m))
-                    elif err.fatal():
+                    elif err.fatal() or is_refusal(err):
                         raise KafkaException(err)
                     continue
                 p = partition_of(m)

@@ -11,17 +11,26 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
 
+from config.errors import CommandError
 
-class ServiceError(Exception):
+
+class ServiceError(CommandError):
     """Base of the service's own errors."""
+
+    reason = "SERVICE_ERROR"
+    exit_code = 3
 
 
 class FatalClientError(ServiceError):
     """The Kafka client cannot go on (fenced producer, fatal transactional state)."""
 
+    reason = "FATAL_CLIENT_ERROR"
+
 
 class UncertainTransaction(ServiceError):
-    """A commit or abort did not complete in time: its outcome is unknown."""
+    """A commit or abort did not complete in time: its outcome is unknown (a new session follows)."""
+
+    reason = "UNCERTAIN_TRANSACTION"
 
 
 def kafka_error(exc: KafkaException) -> KafkaError | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from config.errors import is_refusal
 from consumers.messages import offset_of, partition_of
 
 
@@ -39,6 +40,8 @@ class PartnerFeed:
         """Assign every partition of the topic from the beginning; returns the partition ids."""
         md = self._consumer.list_topics(self._topic, timeout=timeout_s)
         topic_md = md.topics.get(self._topic)
+        if topic_md is not None and is_refusal(topic_md.error):
+            raise KafkaException(topic_md.error)
         if topic_md is None or topic_md.error is not None or not topic_md.partitions:
             raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"partner topic {self._topic} missing"))
         partitions = sorted(topic_md.partitions)
@@ -73,7 +76,7 @@ class PartnerFeed:
                     self._eof.add(p)
                     self._next[p] = max(self._next[p], offset_of(m))
                     continue
-                if err.fatal():
+                if err.fatal() or is_refusal(err):
                     raise KafkaException(err)
                 continue
             p = partition_of(m)

@@ -30,8 +30,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from config.errors import AccessRefused, DependencyUnreachable, access_refusal, is_authorization, is_refusal
 from config.logs import get_logger
-from config.reachability import DependencyUnreachable, wait_for_brokers, wait_for_registry
+from config.reachability import wait_for_brokers, wait_for_registry
 from config.settings import Settings
 from consumers.changelog import (
     RestoredPartition,
@@ -50,6 +51,7 @@ from consumers.runtime import freeze_survivors
 from consumers.serde import RegistryUnavailableError
 from consumers.state_format import decode_state, read_header
 from consumers.watchdog import Watchdog
+from deploy.acls import missing_rights, service_acls
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent, UnknownEventType
 from multichannel.model import AccountKey, PartnerProgramChanged
@@ -156,11 +158,29 @@ class ClassifierService:
         except DependencyUnreachable as exc:
             log.error("dependency_unreachable", error=str(exc))
             return FATAL_EXIT_CODE
+        except AccessRefused as exc:  # a restart cannot help: a distinct exit code and the reason as the event
+            log.error(exc.reason.lower(), error=str(exc))
+            return exc.exit_code
         finally:
             self.health.ready = False
             self.watchdog.close()
             if ops is not None:
                 ops.stop()
+
+    def refusal(self, err: KafkaError | None) -> AccessRefused | None:
+        """The `AccessRefused` that a client error stands for, naming what the ACLs deny (asked of the brokers:
+        the error itself does not say which topic or group), or None for any other error."""
+        if err is None or not is_refusal(err):
+            return None
+        denied = ""
+        if err.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+            denied = f"WRITE on transactional id {self.settings.transactional_id}"
+        elif is_authorization(err):
+            try:
+                denied = ", ".join(missing_rights(self._client_conf, service_acls(self.settings)))
+            except KafkaException:  # the error's own text still says what kind of resource
+                denied = ""
+        return access_refusal(err, user=self.settings.sasl_username, doing="classifier service", denied=denied)
 
 
 class _Session:
@@ -266,6 +286,9 @@ class _Session:
                     self.last_lag_update = now_mono
         except KafkaException as exc:
             err = kafka_error(exc)
+            refused = self.svc.refusal(err)
+            if refused is not None:
+                raise refused from None
             raise FatalClientError(str(err or exc)) from exc
         finally:
             self._close()
@@ -306,7 +329,7 @@ class _Session:
         for m in msgs:
             err = m.error()
             if err is not None:
-                if err.fatal() or err.code() == KafkaError._FATAL:  # e.g. a static member fenced by its own id
+                if err.fatal() or err.code() == KafkaError._FATAL or is_refusal(err):  # e.g. a fenced static member
                     raise KafkaException(err)
                 log.warning("consumer_error", error=str(err))
                 continue
@@ -389,6 +412,9 @@ class _Session:
                 self.svc.health.ready = False
             else:
                 err = kafka_error(exc)
+                refused = self.svc.refusal(err)
+                if refused is not None:  # aborting and retrying would be refused again, batch after batch
+                    raise refused from None
                 if is_fatal(err):
                     self._raise_fatal(f"transaction failed: {err}", err, exc)
                 log.warning("transaction_abort", error=str(err), records=len(records))
@@ -429,6 +455,10 @@ class _Session:
             self._produce(out, tally)
         with self.guard("flush", timeout_s):
             remaining = self.producer.flush(timeout_s)
+        for error in self.delivery_errors:
+            refused = self.svc.refusal(error)
+            if refused is not None:  # repeating the batch would be refused again
+                raise refused
         if remaining or self.delivery_errors:
             errors = [str(e) for e in self.delivery_errors[:3]]
             self.delivery_errors.clear()
@@ -439,6 +469,9 @@ class _Session:
                 with self.guard("offset commit", timeout_s):
                     self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:  # e.g. a rebalance took the partitions: repeat from the last commit
+                refused = self.svc.refusal(kafka_error(exc))
+                if refused is not None:
+                    raise refused from None
                 raise UncertainTransaction(f"offset commit failed: {kafka_error(exc)}") from exc
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:

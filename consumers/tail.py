@@ -12,6 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer
 from rich.table import Table
 
+from config.errors import access_refusal
 from config.registry import registry_client
 from config.settings import Settings
 from consumers.serde import Decoder
@@ -40,9 +41,15 @@ class DecisionTail:
         self._consumer.subscribe(list(self._decoders))
 
     def poll(self, timeout_s: float = 0.5, max_records: int = 500) -> Iterator[dict[str, Any]]:
-        """Committed records that arrived, each with `record_type`."""
+        """Committed records that arrived, each with `record_type`; an `AccessRefused` when the brokers
+        refuse the client or the ACLs deny reading."""
         for msg in self._consumer.consume(max_records, timeout=timeout_s):
-            if msg.error() is not None:
+            err = msg.error()
+            if err is not None:
+                denied = f"READ on topic {msg.topic()}" if msg.topic() else ""
+                refused = access_refusal(err, user=self.settings.sasl_username, doing="tail", denied=denied)
+                if refused is not None:
+                    raise refused
                 continue
             kind, decoder = self._decoders[msg.topic() or ""]
             item = decoder.decode_values([msg.value()])[0]

@@ -8,6 +8,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from config.errors import access_refusal
+
 
 def ensure_topics(
     client_conf: dict[str, Any],
@@ -16,7 +18,8 @@ def ensure_topics(
     configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, str]:
     """Create every topic of `specs` ({name: (partitions, cleanup.policy)}), with the extra topic configs of
-    `configs` ({name: {config: value}}); returns name → created|exists."""
+    `configs` ({name: {config: value}}); returns name → created|exists. Brokers that refuse the client or
+    deny CREATE raise an `AccessRefused` naming the topic."""
     admin = AdminClient(client_conf)
     extra = configs or {}
     new = [
@@ -32,6 +35,10 @@ def ensure_topics(
             err = exc.args[0]
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 result[name] = "exists"
-            else:
-                raise
+                continue
+            user = str(client_conf.get("sasl.username", ""))
+            refused = access_refusal(err, user=user, doing="creating topics", denied=f"CREATE on topic {name}")
+            if refused is not None:
+                raise refused from None
+            raise
     return result

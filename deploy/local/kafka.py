@@ -2,6 +2,9 @@
 
 Static quorum (no `--standalone` needed), replication factor 1 for the internal topics so that
 groups and transactions work on one node, storage formatted in a fresh data directory per start.
+With a `BrokerSecurity` the client listener is SASL_SSL (SCRAM-SHA-512 over TLS) and ACLs are enforced
+by the StandardAuthorizer; the controller listener stays on loopback and authenticates with SASL PLAIN
+(KRaft controllers cannot use SCRAM), so no listener is left unauthenticated.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +50,103 @@ def cluster_id() -> str:
             return text
 
 
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """A secured client listener: SASL_SSL with SCRAM-SHA-512, and ACLs enforced.
+
+    `keystore` is a PEM file with the broker's unencrypted PKCS#8 key and certificate chain (its
+    certificate names `localhost` and 127.0.0.1), `truststore` the PEM of the CA that signed it. The
+    admin user is the super user and the broker's own inter-broker identity; it and `users` get their
+    SCRAM credentials when the storage is formatted, so they exist before the broker answers. Passwords
+    must not contain a comma or a double quote (the format tool and the JAAS line cannot hold them).
+    """
+
+    keystore: Path
+    truststore: Path
+    admin_username: str
+    admin_password: str
+    users: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, password in {self.admin_username: self.admin_password, **self.users}.items():
+            if any(c in name + password for c in ',"=[]'):
+                raise ValueError(f'SCRAM user {name!r}: names and passwords cannot hold , " = [ or ]')
+
+    def server_properties(self, port: int, controller_port: int) -> dict[str, str]:
+        admin, password = self.admin_username, self.admin_password
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            # the certificate's names: clients verify the host they connect to against them
+            "advertised.listeners": f"SASL_SSL://localhost:{port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{admin}" password="{password}";'
+            ),
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{admin}" password="{password}" user_{admin}="{password}";'
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.truststore.type": "PEM",  # the broker connects to itself (transaction markers)
+            "ssl.truststore.location": str(self.truststore),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{admin}",
+        }
+
+    def scram_arguments(self) -> list[str]:
+        """`--add-scram` options of the storage format tool, one per user."""
+        args: list[str] = []
+        for name, password in {self.admin_username: self.admin_password, **self.users}.items():
+            args += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+        return args
+
+    def client_config(self, username: str, password: str) -> dict[str, Any]:
+        """librdkafka settings of a client that logs in as `username`."""
+        return {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": username,
+            "sasl.password": password,
+            "ssl.ca.location": str(self.truststore),
+        }
+
+
 class LocalKafka:
     """Start, wait for, and stop one local broker; `log_tail()` for failing tests."""
 
-    def __init__(self, cache_dir: Path, work_dir: Path | None = None, heap: str = "512m") -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        work_dir: Path | None = None,
+        heap: str = "512m",
+        security: BrokerSecurity | None = None,
+    ) -> None:
         self.cache_dir = cache_dir
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="mc-kafka-"))
         self.heap = heap
+        self.security = security
         self.port = 0
         self.controller_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        # a secured listener is reached by the name in its certificate
+        return f"{'localhost' if self.security else '127.0.0.1'}:{self.port}"
+
+    def admin_client_config(self) -> dict[str, Any]:
+        """librdkafka settings of a client with every right on this broker (the super user when secured)."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "broker.address.family": "v4"}
+        if self.security is not None:
+            conf.update(self.security.client_config(self.security.admin_username, self.security.admin_password))
+        return conf
 
     @property
     def log_file(self) -> Path:
@@ -92,6 +179,8 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "log.cleaner.backoff.ms": "1000",
         }
+        if self.security is not None:
+            props.update(self.security.server_properties(self.port, self.controller_port))
         config = self.work_dir / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.work_dir / "log4j2.yaml").write_text(_LOG4J2)
@@ -131,6 +220,7 @@ class LocalKafka:
                 cluster_id(),
                 "-c",
                 str(config),
+                *(self.security.scram_arguments() if self.security else []),
             ],
             capture_output=True,
             check=False,
@@ -166,8 +256,7 @@ class LocalKafka:
     def wait_ready(self, timeout_s: float) -> None:
         """Ready when a metadata request lists the broker (client listeners open only once it is unfenced)."""
         conf: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "broker.address.family": "v4",
+            **self.admin_client_config(),
             "log_level": 0,  # the refused connections until the broker listens are expected
             "logger": kafka_client_logger(),
         }

@@ -143,8 +143,16 @@ def unique_name() -> str:
 
 def make_settings(kafka_bootstrap: str, schema_registry_url: str, prefix: str, **overrides: Any) -> Settings:
     """Settings with topic names under `prefix` on the test broker (topics created), 3 partitions each."""
-    p = f"{prefix}-{uuid.uuid4().hex[:4]}"
-    values: dict[str, Any] = {
+    values = service_settings_values(kafka_bootstrap, schema_registry_url, f"{prefix}-{uuid.uuid4().hex[:4]}")
+    values.update(overrides)
+    settings = Settings(**values)
+    ensure_topics(settings.kafka_client_config(), settings.topic_specs, 1, settings.topic_configs)
+    return settings
+
+
+def service_settings_values(kafka_bootstrap: str, schema_registry_url: str, p: str) -> dict[str, Any]:
+    """The settings of a service under test: topics and application id under `p`, 3 partitions, quick batches."""
+    return {
         "bootstrap_servers": kafka_bootstrap,
         "schema_registry_url": schema_registry_url,
         "subscription_topic": f"{p}.subscription-events",
@@ -161,10 +169,6 @@ def make_settings(kafka_bootstrap: str, schema_registry_url: str, prefix: str, *
         "batch_timeout_ms": 50,
         "punctuate_interval_ms": 200,
     }
-    values.update(overrides)
-    settings = Settings(**values)
-    ensure_topics(settings.kafka_client_config(), settings.topic_specs, 1, settings.topic_configs)
-    return settings
 
 
 @pytest.fixture

@@ -106,12 +106,16 @@ class ServiceProcess:
     settings: Settings
     log_path: Path
     instance_id: str = "0"
+    defaults: tuple[str, ...] = ()
+    """Settings left to their defaults: their variables are not set at all."""
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> ServiceProcess:
         env = settings_env(self.settings)
         env["MULTICHANNEL_INSTANCE_ID"] = self.instance_id
         env["MULTICHANNEL_METRICS_PORT"] = "0"
+        for name in self.defaults:
+            env.pop(f"MULTICHANNEL_{name.upper()}", None)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [str(PROJECT_ROOT / ".venv" / "bin" / "multichannel"), "run"], env=env, stdout=log, stderr=log

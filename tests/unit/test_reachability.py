@@ -7,7 +7,8 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from config.reachability import DependencyUnreachable, _retry
+from config.errors import DependencyUnreachable
+from config.reachability import _retry
 from config.settings import Settings
 
 
