@@ -69,6 +69,8 @@ class BenchOptions:
     peer: bool = True
     seed: int = 42
     kills: int = 12
+    subscription_counts: tuple[int, ...] = (4, 6, 8, 10, 12)
+    """Subscriptions per account the workload draws from: about ten events per account with these."""
     docs_dir: Path = PROJECT_ROOT / "docs"
     work_dir: Path = PROJECT_ROOT / ".cache" / "bench"
 
@@ -126,7 +128,7 @@ def build_workload(settings: Settings, opts: BenchOptions) -> Workload:
         days=300,
         bad_rate=0.0,
         duplicate_rate=0.01,
-        subscription_counts=(4, 6, 8, 10, 12),
+        subscription_counts=opts.subscription_counts,
     )
     encoder = EventEncoder.for_settings(settings, registry_client(settings), auto_register=True)
     partners: list[tuple[bytes, bytes]] = []
