@@ -664,6 +664,8 @@ class _Session:
         self.assigned_once = True
         if new:
             started = time.monotonic()
+            with self.guard("stable offsets", RESTORE_TIMEOUT_S):
+                self._await_previous_owner(new)
             with self.guard("changelog restore", RESTORE_TIMEOUT_S):
                 restored = read_changelog(
                     self.svc._client_conf,
@@ -697,6 +699,16 @@ class _Session:
         self.metrics.partitions_owned.set(len(self.owned))
         self.metrics.accounts_held.set(len(self.classifier))
         self.svc.health.ready = True
+
+    def _await_previous_owner(self, partitions: list[int]) -> None:
+        """Wait until no transaction of a previous owner still holds offsets of these partitions. An owner
+        frozen after it sent its batch's offsets (a SIGSTOP, a long pause) can wake after the partitions moved
+        and commit, its changelog records landing after a restore that started at once; the offsets fetched
+        next would already include that batch. A `read_committed` consumer asks for stable offsets, so this
+        fetch returns only once such a transaction is committed or aborted, and the restore that follows
+        reads its records."""
+        tps = [TopicPartition(self.s.subscription_topic, p) for p in partitions]
+        self.consumer.committed(tps, timeout=RESTORE_TIMEOUT_S)
 
     def _hold_restored(self, part: RestoredPartition) -> set[AccountKey]:
         """Hold a restored partition's accounts as their saved bytes (built on first use); accounts whose
