@@ -4,9 +4,10 @@ actually holds.
 
 Each input record is looked up by its bytes in the publisher's ledger, so the audit knows whether it is a
 good event or a bad record without decoding it the service's way. Per subscription (decisions) and per
-account (statuses), the committed sequence is matched in order against the expected one: an expected record
-not found is lost, a committed record not matched is a repeat. Every bad record must have one dead letter
-carrying its original key and value (at least one in at-least-once mode), and no good record any.
+account (statuses), the committed sequence is matched in order against the expected one (their longest
+common subsequence): an expected record not matched is lost, a committed record not matched is a repeat. Every
+bad record must have one dead letter carrying its original key and value (at least one in at-least-once mode),
+and no good record any.
 """
 
 from __future__ import annotations
@@ -33,16 +34,11 @@ class SequenceCheck:
     example: str = ""
 
     def add(self, key: Hashable, want: Sequence[Any], got: Sequence[Any]) -> None:
-        matched, extra = 0, 0
-        for record in got:
-            if matched < len(want) and record == want[matched]:
-                matched += 1
-            else:
-                extra += 1
+        matched = _common_subsequence(want, got)
         self.expected += len(want)
         self.committed += len(got)
         self.lost += len(want) - matched
-        self.repeated += extra
+        self.repeated += len(got) - matched
         if list(got) != list(want):
             self.keys_differing += 1
             if not self.example:
@@ -52,6 +48,18 @@ class SequenceCheck:
                 self.example = (
                     f"{key} from record {at}: committed {list(got)[at : at + 2]} expected {list(want)[at : at + 2]}"
                 )
+
+
+def _common_subsequence(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """Length of the longest common subsequence: the records of `a` found in `b` in order."""
+    if list(a) == list(b):
+        return len(a)
+    row = [0] * (len(b) + 1)
+    for x in a:
+        diagonal = 0
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], diagonal + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
 
 
 @dataclass

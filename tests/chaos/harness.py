@@ -15,7 +15,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -264,13 +264,18 @@ class Publisher:
     thread; every value published is kept in the ledger with the item it stands for, so that the audit
     knows what each input record is without decoding it the service's way."""
 
-    def __init__(self, settings: Settings, items: list[Item], rate: float, encoder: EventEncoder) -> None:
-        self.settings, self.items, self.rate = settings, items, rate
+    def __init__(
+        self, settings: Settings, items: Iterable[Item], rate: float, encoder: EventEncoder, *, ledger: bool = True
+    ) -> None:
+        """`ledger=False` keeps no ledger (a soak publishes more than the audit needs to know)."""
+        self.settings, self.items, self.rate = settings, iter(items), rate
         self.encoder = encoder
         self.factor = 1.0
+        self.keep_ledger = ledger
         self.ledger: dict[bytes, Item] = {}
         self.sent = 0
         self.undelivered = 0
+        self.exhausted = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._producer = Producer(
@@ -292,20 +297,20 @@ class Publisher:
     def start(self) -> None:
         self._thread.start()
 
-    @property
-    def exhausted(self) -> bool:
-        return self.sent >= len(self.items)
-
     def _run(self) -> None:
         credit, last = 0.0, time.monotonic()
-        while not self._stop.is_set() and self.sent < len(self.items):
+        while not self._stop.is_set() and not self.exhausted:
             now = time.monotonic()
             credit = min(credit + (now - last) * self.rate * self.factor, self.rate * self.factor)
             last = now
-            while credit >= 1 and self.sent < len(self.items):
-                item = self.items[self.sent]
+            while credit >= 1:
+                item = next(self.items, None)
+                if item is None:
+                    self.exhausted = True
+                    break
                 topic, key, value = encode_item(self.settings, self.encoder, item)
-                self.ledger[value] = item
+                if self.keep_ledger:
+                    self.ledger[value] = item
                 while True:
                     try:
                         self._producer.produce(topic, key=key, value=value)
