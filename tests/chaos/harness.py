@@ -64,7 +64,7 @@ class ChaosPlan:
     """Longer than the session timeout (10 s) and the transaction timeout (10 s), shorter than the
     watchdog's deadline for a blocked call (about 20 s), so that the zombie wakes and tries to write."""
     burst_factor: float = 10.0
-    kill_gap_s: tuple[float, float] = (1.0, 8.0)
+    kill_gap_s: tuple[float, float] = (2.0, 12.0)
     guarantee: str = "exactly_once_v2"
     input_partitions: int = 6
     catch_up_deadline_s: float = 240.0
@@ -133,6 +133,8 @@ class ChaosResult:
     started_wall: str
     seconds: float
     rss_mb: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    load: tuple[float, float] = (0.0, 0.0)
+    """The machine's 1-minute load average at the start and at the end (it is shared)."""
 
 
 def wall_now() -> str:
@@ -573,7 +575,7 @@ class ChaosRun:
     def run(self, progress: Callable[[str], None] = lambda _m: None) -> ChaosResult:
         """Start everything, inject the planned faults under load, stop the publisher and wait until the input
         is processed, stop the instances cleanly. The broker stays up for the audit: use as a context manager."""
-        started, started_wall = time.monotonic(), wall_now()
+        started, started_wall, load_at_start = time.monotonic(), wall_now(), os.getloadavg()[0]
         settings = self._start_backends()
         partners, rest = self._workload(settings)
         publish(settings, partners)
@@ -629,4 +631,5 @@ class ChaosRun:
             started_wall=started_wall,
             seconds=time.monotonic() - started,
             rss_mb=self.rss_samples,
+            load=(load_at_start, os.getloadavg()[0]),
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.chaos.audit import SequenceCheck
 from tests.chaos.harness import Fault, Sample
-from tests.chaos.report import recovery_s
+from tests.chaos.report import first_commit_s, recovery_s
 from tests.chaos.soak import write_section
 
 
@@ -32,12 +32,13 @@ def test_recovery_is_when_the_stopped_partitions_reach_the_end_seen_at_the_fault
     """Only the fault's partitions count, against the input's end offsets of the first sample after it ended."""
     fault = Fault("instance SIGKILL", started=9.0, ended=10.0, wall="", partitions=[0])
     samples = [
-        Sample(9.5, {0: 0, 1: 0}, {0: 5, 1: 5}),
+        Sample(8.5, {0: 0, 1: 0}, {0: 5, 1: 5}),
         Sample(10.5, {0: 3, 1: 0}, {0: 8, 1: 9}),
         Sample(11.0, {0: 7, 1: 0}, {0: 9, 1: 9}),
         Sample(12.0, {0: 8, 1: 0}, {0: 9, 1: 9}),
     ]
     assert recovery_s(fault, samples) == 2.0
+    assert first_commit_s(fault, samples) == 0.5, "partition 0 committed past its offset at the fault's start"
 
 
 def test_the_soak_section_replaces_its_old_text_and_keeps_the_rest(tmp_path: Path) -> None:
