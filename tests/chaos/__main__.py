@@ -15,6 +15,7 @@ from config.logs import configure_logging
 from tests.chaos.audit import AuditReport, audit
 from tests.chaos.harness import AT_LEAST_ONCE, FULL, SHORT, ChaosPlan, ChaosResult, ChaosRun
 from tests.chaos.report import coverage_failures, markdown, summary
+from tests.chaos.soak import read_section, write_section
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +45,10 @@ def main() -> int:
     print(f"seed {args.seed}; logs under {work}", flush=True)
     result, report = run_plan(SHORT if args.short else FULL, args.seed, work)
     alos = None if args.no_at_least_once else run_plan(AT_LEAST_ONCE, args.seed, work)
+    soak = read_section(args.out)
     args.out.write_text(markdown(result, report, alos))
+    if soak is not None:
+        write_section(args.out, soak)
     print(f"wrote {args.out}", flush=True)
     failures = report.failures() + coverage_failures(result, min_rebalances=3 if args.short else 10)
     if alos is not None:

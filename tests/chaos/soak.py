@@ -204,6 +204,16 @@ def section(result: SoakResult, seed: int) -> str:
     return "\n".join(lines)
 
 
+def read_section(path: Path) -> str | None:
+    """The Soak section of `path`, if it has one (`make chaos` keeps it when it rewrites the file)."""
+    old = path.read_text() if path.exists() else ""
+    start = old.find("\n## Soak\n")
+    if start < 0:
+        return None
+    nxt = old.find("\n## ", start + 1)
+    return old[start + 1 : None if nxt < 0 else nxt]
+
+
 def write_section(path: Path, text: str) -> None:
     """Replace the Soak section of `path` (or append it), keeping the rest."""
     old = path.read_text() if path.exists() else "# Reliability\n"

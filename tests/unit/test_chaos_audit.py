@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.chaos.audit import SequenceCheck
 from tests.chaos.harness import Fault, Sample
 from tests.chaos.report import first_commit_s, recovery_s
-from tests.chaos.soak import write_section
+from tests.chaos.soak import read_section, write_section
 
 
 def test_an_identical_sequence_has_nothing_lost_or_repeated() -> None:
@@ -51,3 +51,4 @@ def test_the_soak_section_replaces_its_old_text_and_keeps_the_rest(tmp_path: Pat
     text = doc.read_text()
     assert text.count("## Soak") == 1 and "second" in text and "first" not in text
     assert "## Result\n\nkept" in text and "## Fault log\n\nkept too" in text
+    assert read_section(doc) == "## Soak\n\nsecond\n"
