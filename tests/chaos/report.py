@@ -249,7 +249,6 @@ def markdown(result: ChaosResult, audit: AuditReport, alos: tuple[ChaosResult, A
         "the harness. For a kill this includes the session timeout (10 s) the group waits before it drops the dead "
         "member and moves its partitions.",
         "",
-        "",
         "First commit: from the end of the fault until every partition it stopped has committed past where it stood "
         "when the fault began.",
         "",
