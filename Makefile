@@ -7,7 +7,7 @@ UV := .cache/uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck unit integration chromium bench bench-scale bench-classify bench-dashboard clean
+.PHONY: install run test lint typecheck unit integration chromium bench bench-scale bench-classify bench-dashboard chaos soak clean
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv
@@ -63,6 +63,17 @@ bench-classify: install
 # stack (commit → open overview page); writes docs/dashboard-benchmarks.md. About 2 minutes.
 bench-dashboard: install chromium
 	$(BIN)/python -m tests.bench_dashboard
+
+# The fault suite on its own local broker and registry: 50+ instance kills, 3 broker restarts, a zombie, a
+# registry outage and a burst in exactly-once mode, then a shorter at-least-once run; writes
+# docs/reliability.md. About 25 minutes on 2 cores; CHAOS_SEED=N repeats a run.
+chaos: install
+	$(BIN)/python -m tests.chaos $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
+
+# Three instances at 80% of their measured maximum rate for 10 minutes (lag, RSS, error logs); writes the
+# Soak section of docs/reliability.md. About 13 minutes.
+soak: install
+	$(BIN)/python -m tests.chaos.soak $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 clean:
 	rm -rf $(VENV) .cache/uv .pytest_cache .mypy_cache .ruff_cache

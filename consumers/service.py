@@ -446,23 +446,17 @@ class _Session:
         tally: BatchTally,
         next_offsets: dict[int, int],
     ) -> None:
-        """Write the batch's outputs, wait for every delivery, then commit the offsets. A failed
-        delivery ends the session: the next one restores from the changelog and the committed
-        offsets, so the batch is repeated (decisions may repeat; nothing is lost)."""
+        """Write the batch's outputs and wait for them, then its changelog and wait for it, then commit the
+        offsets. A failed delivery ends the session: the next one restores from the changelog and the committed
+        offsets, so the batch is repeated (decisions may repeat; nothing is lost). The changelog goes only
+        after the outputs are delivered: a crash between the two would otherwise leave a state that has
+        applied events whose decisions never left, and the repeat would take them for duplicates."""
         timeout_s = self.s.transaction_timeout_ms / 1000
         self._collect(now, records, partner_msgs, out, tally)
-        with self.guard("produce", timeout_s):
-            self._produce(out, tally)
-        with self.guard("flush", timeout_s):
-            remaining = self.producer.flush(timeout_s)
-        for error in self.delivery_errors:
-            refused = self.svc.refusal(error)
-            if refused is not None:  # repeating the batch would be refused again
-                raise refused
-        if remaining or self.delivery_errors:
-            errors = [str(e) for e in self.delivery_errors[:3]]
-            self.delivery_errors.clear()
-            raise UncertainTransaction(f"{remaining} records undelivered, delivery errors {errors}")
+        for what, produce in (("produce", self._produce_outputs), ("produce changelog", self._produce_changelog)):
+            with self.guard(what, timeout_s):
+                produce(out, tally)
+            self._flush_delivered(timeout_s)
         if next_offsets:
             offsets = [TopicPartition(self.s.subscription_topic, p, o) for p, o in sorted(next_offsets.items())]
             try:
@@ -473,6 +467,20 @@ class _Session:
                 if refused is not None:
                     raise refused from None
                 raise UncertainTransaction(f"offset commit failed: {kafka_error(exc)}") from exc
+
+    def _flush_delivered(self, timeout_s: float) -> None:
+        """Wait for every record produced so far; any not delivered ends the session (at-least-once), and a
+        refusal by the brokers ends the service (repeating the batch would be refused again)."""
+        with self.guard("flush", timeout_s):
+            remaining = self.producer.flush(timeout_s)
+        for error in self.delivery_errors:
+            refused = self.svc.refusal(error)
+            if refused is not None:
+                raise refused
+        if remaining or self.delivery_errors:
+            errors = [str(e) for e in self.delivery_errors[:3]]
+            self.delivery_errors.clear()
+            raise UncertainTransaction(f"{remaining} records undelivered, delivery errors {errors}")
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
@@ -617,6 +625,11 @@ class _Session:
         )
 
     def _produce(self, out: BatchOutput, tally: BatchTally) -> None:
+        self._produce_outputs(out, tally)
+        self._produce_changelog(out, tally)
+
+    def _produce_outputs(self, out: BatchOutput, tally: BatchTally) -> None:
+        """Decisions, statuses and dead letters: what readers see."""
         s = self.s
         for topic, batch, kind in (
             (s.decision_topic, out.decisions, "decision"),
@@ -625,19 +638,21 @@ class _Session:
             if batch:
                 self._produce_batch(topic, batch)
                 tally.records_out[kind] += len(batch)
-        # The changelog is co-partitioned with the input. produce_batch ignores a per-message
-        # "partition" (confluent-kafka 2.16.0), so each partition goes as its own batch.
-        by_partition: dict[int, list[dict[str, Any]]] = {}
-        for record in out.changelog:
-            by_partition.setdefault(record.pop("partition"), []).append(record)
-        for partition, batch in sorted(by_partition.items()):
-            self._produce_batch(s.changelog_topic, batch, partition)
-        if out.changelog:
-            tally.records_out["changelog"] += len(out.changelog)
         for key, value, headers in out.dead_letters:
             self._produce_one(s.dead_letter_topic, key, value, headers)
         if out.dead_letters:
             tally.records_out["dead_letter"] += len(out.dead_letters)
+
+    def _produce_changelog(self, out: BatchOutput, tally: BatchTally) -> None:
+        """The changed account states. The changelog is co-partitioned with the input; produce_batch ignores a
+        per-message "partition" (confluent-kafka 2.16.0), so each partition goes as its own batch."""
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        for record in out.changelog:
+            by_partition.setdefault(record.pop("partition"), []).append(record)
+        for partition, batch in sorted(by_partition.items()):
+            self._produce_batch(self.s.changelog_topic, batch, partition)
+        if out.changelog:
+            tally.records_out["changelog"] += len(out.changelog)
 
     def _produce_batch(self, topic: str, batch: list[dict[str, Any]], partition: int | None = None) -> None:
         pending = batch
@@ -712,6 +727,8 @@ class _Session:
         self.assigned_once = True
         if new:
             started = time.monotonic()
+            with self.guard("stable offsets", RESTORE_TIMEOUT_S):
+                self._await_previous_owner(new)
             with self.guard("changelog restore", RESTORE_TIMEOUT_S):
                 restored = read_changelog(
                     self.svc._client_conf,
@@ -745,6 +762,16 @@ class _Session:
         self.metrics.partitions_owned.set(len(self.owned))
         self.metrics.accounts_held.set(len(self.classifier))
         self.svc.health.ready = True
+
+    def _await_previous_owner(self, partitions: list[int]) -> None:
+        """Wait until no transaction of a previous owner still holds offsets of these partitions. An owner
+        frozen after it sent its batch's offsets (a SIGSTOP, a long pause) can wake after the partitions moved
+        and commit, its changelog records landing after a restore that started at once; the offsets fetched
+        next would already include that batch. A `read_committed` consumer asks for stable offsets, so this
+        fetch returns only once such a transaction is committed or aborted, and the restore that follows
+        reads its records."""
+        tps = [TopicPartition(self.s.subscription_topic, p) for p in partitions]
+        self.consumer.committed(tps, timeout=RESTORE_TIMEOUT_S)
 
     def _hold_restored(self, part: RestoredPartition) -> set[AccountKey]:
         """Hold a restored partition's accounts as their saved bytes (built on first use); accounts whose

@@ -56,33 +56,30 @@ def publish(settings: Settings, items: Iterable[dict[str, Any] | BadRecord]) -> 
     )
     count = 0
     for item in items:
-        key: str | None
-        value: bytes
-        if isinstance(item, BadRecord):
-            event = item.event
-            if isinstance(event, str):
-                key, value = "C-bad", event.encode()
-            else:
-                raw = dict(event)
-                key = item.key or str(raw.get("customer_id") or "C-bad")
-                value = _encode_raw(encoder, raw, settings)
-            topic = settings.subscription_topic
-        else:
-            ev = parse_event(item)
-            if isinstance(ev, PartnerProgramChanged):
-                topic, key, value = (
-                    settings.partner_topic,
-                    ev.partner_id,
-                    encoder.encode_partner_event(event_to_dict(ev)),
-                )
-            else:
-                topic, key = settings.subscription_topic, ev.customer_id
-                value = encoder.encode_subscription_event(event_to_dict(ev))
-        producer.produce(topic, key=key.encode(), value=value)
+        topic, key, value = encode_item(settings, encoder, item)
+        producer.produce(topic, key=key, value=value)
         producer.poll(0)
         count += 1
     assert producer.flush(30) == 0
     return count
+
+
+def encode_item(
+    settings: Settings, encoder: EventEncoder, item: dict[str, Any] | BadRecord
+) -> tuple[str, bytes, bytes]:
+    """(topic, key, value) of one contract dict, or of the bytes a bad record stands for."""
+    key: str | None
+    if isinstance(item, BadRecord):
+        event = item.event
+        if isinstance(event, str):
+            return settings.subscription_topic, b"C-bad", event.encode()
+        raw = dict(event)
+        key = item.key or str(raw.get("customer_id") or "C-bad")
+        return settings.subscription_topic, key.encode(), _encode_raw(encoder, raw, settings)
+    ev = parse_event(item)
+    if isinstance(ev, PartnerProgramChanged):
+        return settings.partner_topic, ev.partner_id.encode(), encoder.encode_partner_event(event_to_dict(ev))
+    return settings.subscription_topic, ev.customer_id.encode(), encoder.encode_subscription_event(event_to_dict(ev))
 
 
 def _encode_raw(encoder: EventEncoder, raw: dict[str, Any], settings: Settings) -> bytes:
