@@ -49,7 +49,7 @@ bench: install
 	$(BIN)/multichannel bench $(BENCH_ARGS)
 
 # State at scale: the exactly-once service once over 1,000,000 accounts, then its restore; writes
-# docs/benchmarks-scale.md. About an hour on 2 cores, and several GB of memory and disk.
+# docs/benchmarks-scale.md. About 15 minutes on 2 cores, 3 GB of memory and several GB of disk.
 bench-scale: install
 	$(BIN)/multichannel bench --scale --accounts 1000000 --events 3000000 --no-peer
 
