@@ -745,7 +745,7 @@ def measure_repeated_kills(
     topic = f"bench-{label}-input"
     ensure_topics(settings.kafka_client_config(), {topic: (settings.input_partitions, "delete")}, 1)
     launch, s = variants.service(label, topic, "exactly_once_v2")
-    _unused, reader = _probe_clients(s, s.decision_topic, "earliest")
+    producer, reader = _probe_clients(s, s.decision_topic, "earliest")  # delivery reports name the partitions
     encoder = EventEncoder.for_settings(s, registry_client(s), auto_register=True)
     decoder = Decoder(registry_client(s), SUBSCRIPTION_DECISION)
     rng = random.Random(seed)
@@ -790,7 +790,6 @@ def measure_repeated_kills(
             if isinstance(rec, dict):
                 seen.setdefault(rec["caused_by_event_id"], now)
 
-    producer = Producer({**s.kafka_client_config(), "linger.ms": 1})  # its delivery reports name the partitions
     incarnations = [0, 0, 0]
     procs: list[subprocess.Popen[bytes] | None] = [None, None, None]
 
