@@ -49,7 +49,7 @@ from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
 from consumers.partner_feed import PartnerFeed
 from consumers.runtime import freeze_survivors
 from consumers.serde import RegistryUnavailableError
-from consumers.state_format import decode_state, read_header
+from consumers.state_format import decode_state, read_headers
 from consumers.watchdog import Watchdog
 from deploy.acls import missing_rights, service_acls
 from multichannel.engine import Classifier
@@ -779,17 +779,11 @@ class _Session:
         re-evaluated before the next batch's events."""
         compact, legacy, checkpoints = split_restored(part)
         self.partner_checkpoints.update(checkpoints)
-        keys: set[AccountKey] = set()
-        hold, floor = self.classifier.hold, self.clock_floor
-        for value in compact:
-            head = read_header(value)
-            key = (head.partner_id, head.customer_id)
-            keys.add(key)
-            if hold(key, head.sellers, head.deadlines, head.partner_view, value, decode_state):
-                self.pending_reconcile.add(key)
-            if head.evaluated_at is not None and head.evaluated_at > floor:
-                floor = head.evaluated_at
-        self.clock_floor = floor
+        held, latest = read_headers(compact)
+        keys: set[AccountKey] = {(h[0], h[1]) for h in held}
+        self.pending_reconcile.update(self.classifier.hold_all(held, decode_state))
+        if latest is not None and latest > self.clock_floor:
+            self.clock_floor = latest
         if legacy:
             states = self.codec.decode_states(legacy)
             self.classifier.load(states, self._now())

@@ -21,11 +21,13 @@ release wrote (decoded through the registry by the caller), 0x01 this format; a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Final, NamedTuple
 
 import orjson
 
+from multichannel.engine import Held
 from multichannel.model import (
     BillingModel,
     Channel,
@@ -165,6 +167,33 @@ def read_header(value: bytes) -> Header:
     end = value.index(b"\n")
     pid, cid, sellers, deadlines, view, evaluated = orjson.loads(value[1:end])
     return Header(pid, cid, sellers, [_ts(d) for d in deadlines], view, None if evaluated is None else _ts(evaluated))
+
+
+def read_headers(values: Sequence[bytes]) -> tuple[list[Held], datetime | None]:
+    """The headers of many values of format 0x01, as `Classifier.hold_all` takes them (each distinct
+    time parsed once), and the latest `evaluated_at` among them."""
+    for value in values:
+        _check(value)
+    loads = orjson.loads
+    heads = [loads(v[1 : v.index(b"\n")]) for v in values]
+    times: dict[str, datetime] = {}
+    latest: datetime | None = None
+    held: list[Held] = []
+    for (pid, cid, sellers, deadlines, view, evaluated), value in zip(heads, values, strict=True):
+        due = []
+        for text in deadlines:
+            at = times.get(text)
+            if at is None:
+                at = times[text] = _ts(text)
+            due.append(at)
+        held.append((pid, cid, sellers, due, view, value))
+        if evaluated is not None:
+            at = times.get(evaluated)
+            if at is None:
+                at = times[evaluated] = _ts(evaluated)
+            if latest is None or at > latest:
+                latest = at
+    return held, latest
 
 
 def decode_state(value: bytes) -> AccountState:

@@ -13,7 +13,7 @@ import fastavro
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.state_format import decode_state, encode_account, read_header
+from consumers.state_format import decode_state, encode_account, read_header, read_headers
 from multichannel.codec import state_from_record, state_to_record
 from multichannel.engine import Classifier
 from multichannel.model import (
@@ -97,11 +97,9 @@ class ServiceLike:
                 table.apply(ev)
             table.commit()
         self.engine = Classifier(partners=table)
-        for key, value in self.changelog.items():
-            head = read_header(value)
-            assert key == (head.partner_id, head.customer_id)
-            if self.engine.hold(key, head.sellers, head.deadlines, head.partner_view, value, decode_state):
-                self.pending_reconcile.add(key)
+        held, _latest = read_headers(list(self.changelog.values()))
+        assert [(h[0], h[1]) for h in held] == list(self.changelog)
+        self.pending_reconcile.update(self.engine.hold_all(held, decode_state))
         self.reconciled += len(self.pending_reconcile)
 
     def batch(self, batch: Sequence[Event], clock: datetime) -> None:
@@ -327,3 +325,26 @@ def test_a_held_account_is_reconciled_only_when_its_partner_view_moved() -> None
         ("R2", "p2")
     ]
     assert later.held == 0
+
+
+def test_headers_read_together_are_the_headers_read_one_by_one() -> None:
+    """The restore's bulk read gives, per value, what `read_header` gives, and the latest evaluated_at."""
+    values = []
+    for i, evaluated in enumerate([datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 5, 2, 7, tzinfo=UTC), None]):
+        live = Classifier()
+        live.apply(direct_license(f"e{i}", f"S{i}", date(2027, 3, 25 - i)), datetime(2026, 1, 1, tzinfo=UTC))
+        [(_key, acct)] = live.changed_accounts()
+        acct.evaluated_at = evaluated
+        values.append(encode_account(acct, live.account_view(acct)))
+    held, latest = read_headers(values)
+    assert latest == datetime(2026, 5, 2, 7, tzinfo=UTC)
+    for (pid, cid, sellers, deadlines, view, saved), value in zip(held, values, strict=True):
+        head = read_header(value)
+        assert (pid, cid, sellers, deadlines, view, saved) == (
+            head.partner_id,
+            head.customer_id,
+            head.sellers,
+            head.deadlines,
+            head.partner_view,
+            value,
+        )
