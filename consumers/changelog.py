@@ -81,7 +81,7 @@ def read_changelog(
             if not msgs:
                 first = consumer.poll(0.05)
                 msgs = [] if first is None else [first]
-            for m in msgs:
+            for m in msgs:  # the restore's hot loop: one pass, no call that is not needed
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF and (m.offset() or 0) >= ends[partition_of(m)]:
@@ -92,13 +92,12 @@ def read_changelog(
                 p = partition_of(m)
                 counts[p] += 1
                 key = m.key()
-                if key is None:
-                    continue
-                value = m.value()
-                if value is None:
-                    values[p].pop(key, None)
-                else:
-                    values[p][key] = value
+                if key is not None:
+                    value = m.value()
+                    if value is not None:
+                        values[p][key] = value
+                    else:
+                        values[p].pop(key, None)
             if pending:
                 for tp in consumer.position([TopicPartition(topic, p) for p in sorted(pending)]):
                     if tp.offset >= ends[tp.partition]:

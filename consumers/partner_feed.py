@@ -61,7 +61,11 @@ class PartnerFeed:
         while any(self._next[p] < ends[p] and p not in self._eof for p in ends):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"partner topic {self._topic} not caught up in {timeout_s:.0f} s")
-            out.extend(self.poll(batch, timeout_s=0.5))
+            # what the client has fetched, at once; when it has nothing, wait briefly for the next fetch (a
+            # consume with a timeout would hold every call until `batch` records or the timeout: on a small
+            # topic, every start would wait that timeout out)
+            got = self.poll(batch)
+            out.extend(got if got else self.poll(1, timeout_s=0.05))
         return out
 
     def poll(self, max_records: int, timeout_s: float = 0.0) -> list[Message]:

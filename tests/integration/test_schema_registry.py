@@ -288,5 +288,5 @@ def test_the_changelog_reads_the_earlier_releases_avro_states_and_its_own_compac
     state = state_from_record(ACCOUNT_STATE)
     codec = ServiceCodec(settings)
     compact = encode_account(Account.restore(state), "view")
-    assert legacy[0] == 0 and compact[0] == 1
+    assert legacy[0] == 0 and compact[0] == 2
     assert codec.decode_states([legacy, compact, legacy]) == [state, state, state]

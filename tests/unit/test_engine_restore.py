@@ -3,17 +3,21 @@ and restored into a fresh classifier emit, record for record, what an uninterrup
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import random
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import fastavro
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.state_format import decode_state, encode_account, read_header, read_headers
+from consumers.state_format import CODES, StateFormatError, decode_state, encode_account, read_header, read_headers
 from multichannel.codec import state_from_record, state_to_record
 from multichannel.engine import Classifier
 from multichannel.model import (
@@ -348,3 +352,46 @@ def test_headers_read_together_are_the_headers_read_one_by_one() -> None:
             head.partner_view,
             value,
         )
+
+
+def test_a_changelog_written_in_format_01_reads_as_the_accounts_it_saved() -> None:
+    """Values the previous release wrote (format 0x01: codes by name, times ending in +00:00; saved in
+    `data/changelog_v1.jsonl` from the same run as here) decode to exactly the accounts the engine holds,
+    their headers read as before, and each is written again as 0x02 without a change and smaller."""
+    engine = Classifier(transactional=False)
+    clock = CLOCK_START
+    for i, ev in enumerate(events(7)):
+        if i % 20 == 0:
+            clock += timedelta(days=7)
+            engine.fire_due(clock)
+        engine.apply(ev, clock)
+    lines = [json.loads(line) for line in (Path(__file__).parent / "data" / "changelog_v1.jsonl").open()]
+    assert len(lines) == len(engine) > 30
+    old_values = [base64.b64decode(line["value"]) for line in lines]
+    held, _latest = read_headers(old_values)
+    for line, value, head in zip(lines, old_values, held, strict=True):
+        key = (line["key"][0], line["key"][1])
+        assert value[0] == 1 and (head[0], head[1]) == key
+        state = decode_state(value)
+        assert state == engine.get(key)
+        acct = engine._accounts[key]
+        rewritten = encode_account(acct, engine.account_view(acct))
+        assert rewritten[0] == 2 and len(rewritten) < len(value)
+        assert decode_state(rewritten) == state
+        assert read_headers([rewritten])[0][0][:5] == head[:5]
+
+
+def test_every_code_has_a_fixed_place_in_format_02() -> None:
+    """Format 0x02 writes a code as its index in `CODES`: every member of each enum has one, and the
+    table is exactly the enum's codes (a new member goes at the end of its table, never in between)."""
+    for enum, codes in CODES.items():
+        assert sorted(codes) == sorted(m.value for m in enum), enum.__name__
+        assert len(set(codes)) == len(codes)
+
+
+def test_a_value_in_an_unknown_format_is_refused() -> None:
+    for value in (b"", b"\x03[]\n[]", b"\xff"):
+        with pytest.raises(StateFormatError):
+            decode_state(value)
+        with pytest.raises(StateFormatError):
+            read_headers([value])
