@@ -117,7 +117,7 @@ class RecordEncoder:
         self._write: Write | None = None
         if writer is None:
             try:
-                self._write = record_writer(json.loads(schema_str(schema_name)))
+                self._write = record_writer(json.loads(schema_str(schema_name)), prefix=self._header)
             except UnsupportedSchema:
                 self._write = None
 
@@ -138,12 +138,12 @@ class RecordEncoder:
 
     def encode_object(self, obj: Any, as_dict: Callable[[], Mapping[str, Any]]) -> bytes:
         """One framed value read from an object whose attributes are the schema's fields, through the
-        writer compiled for the schema (`schemas.writer`); `as_dict` gives fastavro's input where the
+        writer generated for the schema (`schemas.writer`, framing included); `as_dict` gives fastavro's input where the
         schema has a construct that writer does not cover."""
         write = self._write
         if write is None:
             return self.encode(as_dict())
-        return self._header + write(obj)
+        return write(obj)
 
     def encode_batch(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
         """Framed values in order, reusing one buffer for the whole batch."""
