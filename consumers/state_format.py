@@ -62,19 +62,6 @@ def _flag(f: Flag | None) -> list[Any] | None:
     return None if f is None else [f.active, f.occurred_at, f.event_id]
 
 
-def _verdict(v: Verdict | None) -> list[Any] | None:
-    if v is None:
-        return None
-    return [
-        v.decision._value_,
-        v.reason._value_,
-        v.rule._value_,
-        [a._value_ for a in v.next_actions],
-        v.blocked_until,
-        v.relationship_via_partner_ids,
-    ]
-
-
 class Header(NamedTuple):
     """What a restore reads of a value without decoding the account."""
 
@@ -101,25 +88,25 @@ def encode_account(acct: Account, partner_view: str) -> bytes:
         if deadline is not None and (passed is None or deadline > passed) and deadline not in pending:
             pending.append(deadline)
         subs.append(
-            [
+            (
                 s.subscription_id,
                 None
                 if p is None
-                else [
+                else (
                     p.event_id,
                     p.occurred_at,
                     p.offer_id,
-                    p.billing_model._value_,
-                    p.channel._value_,
+                    p.billing_model,  # orjson writes an enum member as its value
+                    p.channel,
                     p.seller_partner_id,
                     p.quantity,
                     p.term_start,
                     p.term_end,
-                ],
-                None if c is None else [c.event_id, c.occurred_at],
-                None if r is None else [r.event_id, r.occurred_at, r.term_end],
-                _verdict(s.verdict),
-            ]
+                ),
+                None if c is None else (c.event_id, c.occurred_at),
+                None if r is None else (r.event_id, r.occurred_at, r.term_end),
+                None if (v := s.verdict) is None else tuple(v),  # a plain tuple of the verdict's fields
+            )
         )
     st = acct.status
     header = orjson.dumps([acct.partner_id, acct.customer_id, sorted(sellers), pending, partner_view, passed])

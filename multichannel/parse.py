@@ -211,6 +211,7 @@ _SIMPLE: dict[str, Callable[[str, datetime, str, str], Event]] = {
     "delegated_admin_revoked": DelegatedAdminRevoked,
 }
 _KNOWN = frozenset(t.value for t in EventType)
+_ACCOUNT_KINDS = _KNOWN - {EventType.PARTNER_PROGRAM_CHANGED.value}
 
 
 def parse_event(obj: Mapping[str, Any]) -> Event:
@@ -245,9 +246,15 @@ def typed_subscription_event(fields: tuple[Any, ...]) -> Event | None:
     this is the same event `parse_event` makes of the record (a property test holds them together).
     """
     kind, event_id, at, pid, cid, sid, offer, billing_value, channel_value, seller, q, start, end = fields
-    if kind not in _KNOWN or kind == "partner_program_changed" or not (_typed_id(event_id) and _typed_id(pid)):
-        return None
-    if not _typed_id(cid) or at.tzinfo is not UTC or at.microsecond % 1000:
+    if (  # the checks of the three strings every subscription record has, inline: `_typed_id` less None
+        not (0 < len(event_id) <= MAX_ID_CHARS and 0 < len(pid) <= MAX_ID_CHARS and 0 < len(cid) <= MAX_ID_CHARS)
+        or event_id.isspace()
+        or pid.isspace()
+        or cid.isspace()
+        or kind not in _ACCOUNT_KINDS
+        or at.tzinfo is not UTC
+        or at.microsecond % 1000
+    ):
         return None
     pid, cid = intern(pid), intern(cid)
     if kind == "subscription_purchased":

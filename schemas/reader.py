@@ -89,6 +89,17 @@ def _string_array(buf: bytes, pos: int) -> tuple[list[str], int]:
             out.append(item)
 
 
+_DAYS: dict[int, date] = {}
+"""Days since the epoch → date: a stream's term dates fall on few days. Bounded."""
+
+
+def _day(days: int) -> date:
+    if len(_DAYS) >= 8192:
+        _DAYS.clear()
+    out = _DAYS[days] = date.fromordinal(days + _DAYS_SHIFT)
+    return out
+
+
 class _Source:
     """The generated function's lines, and the objects its names refer to."""
 
@@ -101,15 +112,42 @@ class _Source:
             "_string_array": _string_array,
             "NotRead": NotRead,
             "_EPOCH": _EPOCH,
-            "_DAYS_SHIFT": _DAYS_SHIFT,
+            "_DAYS": _DAYS,
+            "_day": _day,
             "timedelta": timedelta,
-            "date": date,
         }
 
     def bind(self, prefix: str, obj: Any) -> str:
         name = f"_{prefix}{len(self.names)}"
         self.names[name] = obj
         return name
+
+
+def _varint(var: str, is_int: bool, src: _Source, indent: str) -> None:
+    """Lines that read a zig-zag varint into `var`, inline (as `_long` and `_int` do: at most nine bytes;
+    an int within 32 bits)."""
+    src.lines += [
+        f"{indent}n = b[i]",
+        f"{indent}i += 1",
+        f"{indent}if n & 0x80:",
+        f"{indent}    n &= 0x7F",
+        f"{indent}    shift = 7",
+        f"{indent}    while True:",
+        f"{indent}        c = b[i]",
+        f"{indent}        i += 1",
+        f"{indent}        n |= (c & 0x7F) << shift",
+        f"{indent}        if c < 0x80:",
+        f"{indent}            break",
+        f"{indent}        shift += 7",
+        f"{indent}        if shift > 56:",
+        f"{indent}            raise NotRead('varint of more than nine bytes')",
+        f"{indent}{var} = (n >> 1) ^ -(n & 1)",
+    ]
+    if is_int:
+        src.lines += [
+            f"{indent}if not {-_INT_MAX - 1} <= {var} <= {_INT_MAX}:",
+            f"{indent}    raise NotRead('int beyond 32 bits')",
+        ]
 
 
 def _value(schema: Any, var: str, src: _Source, indent: str) -> None:
@@ -134,7 +172,7 @@ def _value(schema: Any, var: str, src: _Source, indent: str) -> None:
         add(f"{indent}i += n")
         return
     if schema in ("long", "int"):
-        add(f"{indent}{var}, i = {'_long' if schema == 'long' else '_int'}(b, i)")
+        _varint(var, schema == "int", src, indent)
         return
     if schema == "boolean":
         add(f"{indent}{var} = b[i]")
@@ -160,12 +198,13 @@ def _value(schema: Any, var: str, src: _Source, indent: str) -> None:
         raise UnsupportedSchema(str(schema)[:80])
     kind, logical = schema.get("type"), schema.get("logicalType")
     if kind == "long" and logical == "timestamp-millis":
-        add(f"{indent}{var}, i = _long(b, i)")
-        add(f"{indent}{var} = _EPOCH + timedelta(microseconds={var} * 1000)")
+        _varint(var, False, src, indent)
+        add(f"{indent}{var} = _EPOCH + timedelta(0, 0, 0, {var})  # milliseconds, as fastavro reads them")
         return
     if kind == "int" and logical == "date":
-        add(f"{indent}{var}, i = _int(b, i)")
-        add(f"{indent}{var} = date.fromordinal({var} + _DAYS_SHIFT)")
+        _varint(var, True, src, indent)
+        add(f"{indent}d = _DAYS.get({var})")
+        add(f"{indent}{var} = _day({var}) if d is None else d")
         return
     if kind == "enum":
         if len(schema["symbols"]) > 63:

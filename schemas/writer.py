@@ -47,6 +47,10 @@ _SHORT_LENGTH = [bytes([n << 1]) for n in range(64)]
 """The zig-zag varint of a length below 64 is the one byte 2n: most strings here (ids, codes) are short."""
 
 
+_SMALL_LONG = [_ONE_BYTE[n << 1] for n in range(64)]
+"""The varints of 0 to 63."""
+
+
 def _string(value: str) -> bytes:
     raw = value.encode()
     n = len(raw)
@@ -99,11 +103,20 @@ def _array(item: Write) -> Write:
 
 
 def _map(value_writer: Write) -> Write:
+    """Keys are written through a memo (the keys of a map repeat: decision codes); int and long values
+    below 64, one byte each, from a table."""
+    keys = _Memo(_string)
+    small = _SMALL_LONG if value_writer is _long else ()
+
     def write(values: Mapping[str, Any]) -> bytes:
         if not values:
             return b"\x00"
-        body = b"".join([_string(k) + value_writer(v) for k, v in values.items()])
-        return _long(len(values)) + body + b"\x00"
+        parts = [_long(len(values))]
+        for k, v in values.items():
+            parts.append(keys[k])
+            parts.append(small[v] if type(v) is int and 0 <= v < len(small) else value_writer(v))
+        parts.append(b"\x00")
+        return b"".join(parts)
 
     return write
 
@@ -220,13 +233,7 @@ def _field(schema: Any, var: str, src: _Source) -> list[str]:
                 return [rf"(b'\x00' if not {var} else {memo}[{var}] if type({var}) is tuple else {write}({var}))"]
             return [rf"({write}({var}) if {var} else b'\x00')"]
         if kind == "map":
-            mapping = _compile(schema)
-            write = src.bind("w", mapping)
-            if _hashable(schema["values"]):
-                # the items of a map of primitives are hashable: the few distinct decision counts, kept encoded
-                memo = src.bind("m", _Memo(lambda items: mapping(dict(items))))
-                return [rf"({memo}[tuple({var}.items())] if {var} else b'\x00')"]
-            return [rf"({write}({var}) if {var} else b'\x00')"]
+            return [rf"({src.bind('w', _compile(schema))}({var}) if {var} else b'\x00')"]
     return [f"{src.bind('w', _compile(schema))}({var})"]
 
 
