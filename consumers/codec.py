@@ -6,7 +6,7 @@ the key check, so the service sees either an event or the `InvalidEvent` to dead
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Message
@@ -33,6 +33,12 @@ class ServiceCodec:
         self._partners = event_decoder(client, "partner")
         self._states = Decoder(client, ACCOUNT_STATE)
         self._out = OutputEncoders.for_settings(settings, client, auto_register=settings.auto_register_schemas)
+        self.encode_decision: Callable[[SubscriptionDecision], bytes] = self._out.decision.object_writer(
+            SubscriptionDecision.to_dict
+        )
+        self.encode_status: Callable[[CustomerStatusRecord], bytes] = self._out.status.object_writer(
+            CustomerStatusRecord.to_dict
+        )
 
     def decode_subscription_batch(self, msgs: Sequence[Message]) -> list[Event | InvalidEvent]:
         """Values of our own schema that pass every check become events straight from their Avro
@@ -62,12 +68,6 @@ class ServiceCodec:
                 continue
             out.append(event)
         return out
-
-    def encode_decision(self, record: SubscriptionDecision) -> bytes:
-        return self._out.decision.encode_object(record, record.to_dict)
-
-    def encode_status(self, record: CustomerStatusRecord) -> bytes:
-        return self._out.status.encode_object(record, record.to_dict)
 
     @staticmethod
     def encode_account(acct: Account, partner_view: str) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Final
 
 import fastavro
 from hypothesis import given, settings
@@ -17,7 +17,10 @@ from multichannel.parse import parse_event
 from multichannel.records import CustomerStatusRecord, OutputRecord, SubscriptionDecision
 from producers.generator import WorkloadGenerator, WorkloadSpec
 from schemas import parsed_schema, schema_str
+from schemas.wire import RecordEncoder, header
 from schemas.writer import record_writer, writer_source
+
+DECISION_NAME: Final = "subscription_decision"
 
 
 def fastavro_bytes(name: str, record: OutputRecord) -> bytes:
@@ -150,3 +153,18 @@ def test_the_generated_source_is_inspectable() -> None:
     assert "b'\\x00head'" in text
     assert "f0_b = f0.encode()" in text  # strings are written inline
     assert all(name in text for name in names if name.startswith("_m"))
+
+
+def test_an_encoder_without_a_generated_writer_writes_the_same_through_fastavro() -> None:
+    """`object_writer` is the generated writer, or fastavro on the record's dict (an encoder given another
+    writer schema): the same framed bytes either way."""
+    decision = SubscriptionDecision(
+        "P1", "C1", "S1", Decision.BLOCKED_UNTIL_TERM_END, Reason.TERM_ENDED, Rule.R7, (), None, (),
+        datetime(2026, 3, 1, tzinfo=UTC), "e1", "v1",
+    )  # fmt: skip
+    generated = RecordEncoder("subscription_decision", "decisions-value", 7)
+    through_fastavro = RecordEncoder("subscription_decision", "decisions-value", 7, writer=parsed_schema(DECISION_NAME))
+    write = generated.object_writer(SubscriptionDecision.to_dict)
+    assert write is not through_fastavro.object_writer(SubscriptionDecision.to_dict)
+    assert write(decision) == through_fastavro.object_writer(SubscriptionDecision.to_dict)(decision)
+    assert write(decision) == header(7) + fastavro_bytes(DECISION_NAME, decision)
