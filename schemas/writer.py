@@ -70,8 +70,9 @@ def _date(value: date) -> int:
 
 
 class _Memo(dict[Any, bytes]):
-    """The encoded form of values that repeat a lot (a batch's clock, term-end days, action lists, decision
-    counts): `memo[value]`, written by `write` on a miss, after `prefix` (a union's branch); bounded."""
+    """The encoded form of values that repeat a lot (a batch's clock, term-end days, action and provider
+    lists, map keys): `memo[value]`, written by `write` on a miss, after `prefix` (a union's branch);
+    bounded."""
 
     def __init__(self, write: Write, prefix: bytes = b"") -> None:
         super().__init__()
