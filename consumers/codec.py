@@ -6,7 +6,7 @@ the key check, so the service sees either an event or the `InvalidEvent` to dead
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Message
@@ -18,7 +18,7 @@ from consumers.state_format import decode_state, encode_account
 from multichannel.codec import state_from_record
 from multichannel.errors import InvalidEvent
 from multichannel.model import Event
-from multichannel.parse import parse_event
+from multichannel.parse import parse_event, typed_subscription_event
 from multichannel.records import CustomerStatusRecord, SubscriptionDecision
 from multichannel.state import Account, AccountState
 from schemas import ACCOUNT_STATE
@@ -33,16 +33,27 @@ class ServiceCodec:
         self._partners = event_decoder(client, "partner")
         self._states = Decoder(client, ACCOUNT_STATE)
         self._out = OutputEncoders.for_settings(settings, client, auto_register=settings.auto_register_schemas)
+        self.encode_decision: Callable[[SubscriptionDecision], bytes] = self._out.decision.object_writer(
+            SubscriptionDecision.to_dict
+        )
+        self.encode_status: Callable[[CustomerStatusRecord], bytes] = self._out.status.object_writer(
+            CustomerStatusRecord.to_dict
+        )
 
     def decode_subscription_batch(self, msgs: Sequence[Message]) -> list[Event | InvalidEvent]:
-        return self._decode(self._subscriptions.decode_batch(msgs), msgs, "subscription")
+        """Values of our own schema that pass every check become events straight from their Avro
+        fields (`typed_subscription_event`); the others go through the dict and `parse_event`."""
+        decoded: list[Event | dict[str, Any] | InvalidEvent] = self._subscriptions.decode_built(
+            [m.value() for m in msgs], typed_subscription_event
+        )
+        return self._decode(decoded, msgs, "subscription")
 
     def decode_partner_batch(self, msgs: Sequence[Message]) -> list[Event | InvalidEvent]:
         return self._decode(self._partners.decode_batch(msgs), msgs, "partner")
 
     @staticmethod
     def _decode(
-        decoded: list[dict[str, Any] | InvalidEvent], msgs: Sequence[Message], kind: TopicKind
+        decoded: Sequence[Event | dict[str, Any] | InvalidEvent], msgs: Sequence[Message], kind: TopicKind
     ) -> list[Event | InvalidEvent]:
         out: list[Event | InvalidEvent] = []
         for msg, item in zip(msgs, decoded, strict=True):
@@ -50,19 +61,13 @@ class ServiceCodec:
                 out.append(item)
                 continue
             try:
-                event = parse_event(item)
+                event = parse_event(item) if isinstance(item, dict) else item
                 check_key(kind, msg.key(), event)
             except InvalidEvent as exc:
                 out.append(exc)
                 continue
             out.append(event)
         return out
-
-    def encode_decision(self, record: SubscriptionDecision) -> bytes:
-        return self._out.decision.encode_object(record, record.to_dict)
-
-    def encode_status(self, record: CustomerStatusRecord) -> bytes:
-        return self._out.status.encode_object(record, record.to_dict)
 
     @staticmethod
     def encode_account(acct: Account, partner_view: str) -> bytes:

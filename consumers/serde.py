@@ -5,12 +5,15 @@ field names (datetimes and dates as Python objects, enums as str, absent fields 
 for `multichannel.parse.parse_event`, or the `InvalidEvent` to dead-letter. Only an unanswering
 registry raises (`RegistryUnavailableError`), so the service retries the batch instead of
 dead-lettering good records. Writer schemas are fetched by id once and resolved to our reader
-schema, so records of older and newer producers decode alike.
+schema, so records of older and newer producers decode alike. Values written with our own schema
+(the normal case) are read by the reader generated for it (`schemas.reader`), which leaves any value
+it does not read plainly to fastavro, so the errors stay fastavro's.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistry
 from fastavro import schemaless_reader
 
 from multichannel.errors import InvalidEvent, KeyMismatch, SchemaMismatch
+from multichannel.model import Event
 from schemas import (
     ACCOUNT_STATE,
     CUSTOMER_STATUS,
@@ -29,8 +33,10 @@ from schemas import (
     SchemaName,
     parse,
     parsed_schema,
+    schema_str,
     subject_for,
 )
+from schemas.reader import NotRead, Read, UnsupportedSchema, field_names, record_reader
 from schemas.wire import (
     HEADER_SIZE,
     MAGIC_BYTE,
@@ -95,6 +101,15 @@ class Decoder:
         self.schema_name = schema_name
         self._client = client
         self._reader = parsed_schema(schema_name)
+        own_schema = json.loads(schema_str(schema_name))
+        try:
+            own: Read | None = record_reader(own_schema)
+        except UnsupportedSchema:
+            own = None
+        self._own_reader = own
+        self._names = field_names(own_schema)
+        # schema id → the generated reader of our schema, for ids whose writer schema is ours
+        self._generated: dict[int, Read] = {}
         # schema id → (writer schema, reader schema or None when the writer is ours)
         self._resolved: dict[int, tuple[dict[str, Any], dict[str, Any] | None]] = {}
         # schema id → (why it cannot be read, monotonic time it was learned); 404s are asked again after a TTL
@@ -115,6 +130,8 @@ class Decoder:
             return self._remember_unreadable(schema_id, f"schema id {schema_id} is unusable: {exc}")
         pair = (writer, None if writer == self._reader else self._reader)
         self._resolved[schema_id] = pair
+        if pair[1] is None and self._own_reader is not None:
+            self._generated[schema_id] = self._own_reader
         self._unreadable.pop(schema_id, None)
         return pair
 
@@ -127,9 +144,18 @@ class Decoder:
 
     def decode_values(self, values: Sequence[bytes | None]) -> list[Decoded]:
         """One result per value, in order: the decoded dict or the SchemaMismatch to dead-letter."""
-        out: list[Decoded] = []
+        return self.decode_built(values, None)  # type: ignore[return-value]  # without `build`, no event
+
+    def decode_built(
+        self, values: Sequence[bytes | None], build: Callable[[tuple[Any, ...]], Event | None] | None
+    ) -> list[Event | Decoded]:
+        """`decode_values`, except that a value read by the generated reader (`schemas.reader`) is
+        passed, as its field values, to `build`: what it returns stands for the dict, and None means
+        "the dict, please" (`build` declined the record, as `typed_subscription_event` declines a
+        record that fails a check, for the parser to say why)."""
+        out: list[Event | Decoded] = []
         append = out.append
-        resolved = self._resolved
+        resolved, generated, names = self._resolved, self._generated, self._names
         for value in values:
             if value is None or len(value) <= HEADER_SIZE:
                 append(
@@ -147,6 +173,17 @@ class Decoder:
                     append(SchemaMismatch(found))
                     continue
                 pair = found
+            read = generated.get(schema_id)
+            if read is not None:
+                try:
+                    fields, end = read(value, HEADER_SIZE)
+                except NotRead:
+                    pass  # fastavro reads it below, and says what is wrong with it
+                else:
+                    if end == len(value):
+                        built = None if build is None else build(fields)
+                        append(dict(zip(names, fields, strict=True)) if built is None else built)
+                        continue
             buf = io.BytesIO(value)
             buf.seek(HEADER_SIZE)
             try:

@@ -31,7 +31,7 @@ from multichannel.model import (
 from multichannel.partners import ABSENT, PartnerTable
 from multichannel.records import CustomerStatusRecord, OutputRecord, SubscriptionDecision
 from multichannel.rules import AccountContext, classify_subscription, customer_status
-from multichannel.state import Account, AccountState, Subscription, merge_flag
+from multichannel.state import Account, AccountState, Subscription, UndoCopy, merge_flag
 
 Bucket = list[AccountKey]
 Held = tuple[str, str, Sequence[str], Sequence[datetime], str, bytes]
@@ -91,7 +91,7 @@ class Classifier:
         self.deadlines: list[datetime] = []
         """A heap of the distinct pending deadlines ([0] is the earliest): read it, never change it, outside."""
         self._due_at: dict[datetime, Bucket] = {}  # deadline -> accounts; few distinct days, many accounts
-        self._undo: dict[AccountKey, AccountState | None] = {}  # snapshot before the batch's first change
+        self._undo: dict[AccountKey, UndoCopy | None] = {}  # the account before the batch's first change
         self._dirty: set[AccountKey] = set()  # accounts the batch really changed (for the changelog)
         self._popped: list[tuple[datetime, Bucket]] = []
 
@@ -360,7 +360,7 @@ class Classifier:
     def _touch(self, key: AccountKey, acct: Account) -> None:
         """Keep the account's snapshot before the batch's first change of it."""
         if key not in self._undo:
-            self._undo[key] = acct.snapshot()
+            self._undo[key] = acct.undo_copy()
 
     def _index_account(self, key: AccountKey) -> None:
         """Index a key not held before (a new or a restored account)."""
@@ -532,7 +532,7 @@ class Classifier:
                 if self._accounts.pop(key, None) is not None:
                     opened.add(key)
             else:
-                self._accounts[key] = Account.restore(old)
+                self._accounts[key] = Account.from_undo_copy(old)
         self._unindex_accounts(opened)
         self._undo.clear()
         self._dirty.clear()

@@ -211,6 +211,7 @@ _SIMPLE: dict[str, Callable[[str, datetime, str, str], Event]] = {
     "delegated_admin_revoked": DelegatedAdminRevoked,
 }
 _KNOWN = frozenset(t.value for t in EventType)
+_ACCOUNT_KINDS = _KNOWN - {EventType.PARTNER_PROGRAM_CHANGED.value}
 
 
 def parse_event(obj: Mapping[str, Any]) -> Event:
@@ -225,6 +226,63 @@ def parse_event(obj: Mapping[str, Any]) -> Event:
     event_id = _id(obj, "event_id")
     at = _timestamp(obj, "occurred_at")
     return _build(obj, kind, event_id, at)
+
+
+def _typed_id(value: str | None) -> bool:
+    """`_id`'s checks of a value known to be a str or None: present, not blank, not too long
+    (`str.isspace` and `str.strip` agree on what whitespace is)."""
+    return value is not None and len(value) <= MAX_ID_CHARS and bool(value) and not value.isspace()
+
+
+def typed_subscription_event(fields: tuple[Any, ...]) -> Event | None:
+    """The event of a subscription record whose fields the Avro schema has already typed, or None
+    when any contract check fails: the caller then runs `parse_event` on the record, which says why.
+
+    `fields` are the values of the contract's subscription event, in its order (event_type, event_id,
+    occurred_at, partner_id, customer_id, subscription_id, offer_id, billing_model, channel,
+    seller_partner_id, quantity, term_start, term_end), typed as Avro decodes them: strings, a UTC
+    datetime of whole milliseconds, enum symbols as str, an int, dates, None for absent. The type
+    checks of `parse_event` are the schema's, so only the contract's value checks are left to make;
+    this is the same event `parse_event` makes of the record (a property test holds them together).
+    """
+    kind, event_id, at, pid, cid, sid, offer, billing_value, channel_value, seller, q, start, end = fields
+    if (  # the checks of the three strings every subscription record has, inline: `_typed_id` less None
+        not (0 < len(event_id) <= MAX_ID_CHARS and 0 < len(pid) <= MAX_ID_CHARS and 0 < len(cid) <= MAX_ID_CHARS)
+        or event_id.isspace()
+        or pid.isspace()
+        or cid.isspace()
+        or kind not in _ACCOUNT_KINDS
+        or at.tzinfo is not UTC
+        or at.microsecond % 1000
+    ):
+        return None
+    pid, cid = intern(pid), intern(cid)
+    if kind == "subscription_purchased":
+        billing = _BILLING.get(billing_value) if billing_value is not None else None
+        channel = _CHANNEL.get(channel_value) if channel_value is not None else None
+        if billing is None or channel is None or not (_typed_id(sid) and _typed_id(offer)):
+            return None
+        if channel in _SELLER_REQUIRED or (channel in _SELLER_OPTIONAL and seller is not None):
+            if not _typed_id(seller):
+                return None
+            seller = intern(seller)
+        else:
+            seller = None
+        if billing is _LICENSE:
+            if q is None or not 1 <= q <= MAX_QUANTITY or start is None or end is None or end <= start:
+                return None
+            start, end = _shared_date(start), _shared_date(end)
+        else:
+            q = start = end = None
+        offer = intern(offer)
+        return SubscriptionPurchased(event_id, at, pid, cid, sid, offer, billing, channel, seller, q, start, end)
+    if kind == "subscription_cancelled":
+        return SubscriptionCancelled(event_id, at, pid, cid, sid) if _typed_id(sid) else None
+    if kind == "subscription_renewed":
+        if not _typed_id(sid) or end is None:
+            return None
+        return SubscriptionRenewed(event_id, at, pid, cid, sid, _shared_date(end))
+    return _SIMPLE[kind](event_id, at, pid, cid)
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Two forms. `Account` and `Subscription` are the engine's working copies: mutable slotted objects,
 changed in place on the hot path (one object per account and per subscription, nothing rebuilt per
 event). `AccountState` and `SubscriptionState` are immutable snapshots of them: what the changelog
-stores, what a transaction's undo log keeps and what `Classifier.get` hands out.
+stores and what `Classifier.get` hands out; a transaction's undo log keeps the same in plain tuples
+(`Account.undo_copy`), which cost less to make.
 
 The merges make the state a function of the *set* of applied events, not of their order
 (rule book, "Arrival order does not change the outcome").
@@ -11,8 +12,10 @@ The merges make the state a function of the *set* of applied events, not of thei
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
+from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple
 
 from multichannel.model import (
@@ -173,6 +176,11 @@ class Subscription:
         return SubscriptionState(self.subscription_id, self.purchase, self.cancellation, self.renewal, self.verdict)
 
 
+_subscription_parts: Callable[[Subscription], SubscriptionParts] = attrgetter(
+    "subscription_id", "purchase", "cancellation", "renewal", "verdict"
+)
+"""A subscription's `SubscriptionParts`, read in one native call."""
+
 MULTICHANNEL_RULES = frozenset({Rule.R8.value, Rule.R9.value, Rule.R10.value})
 """The rules of an active multichannel subscription, as plain strings (an enum member's own hash is a
 Python-level call): `verdict.rule._value_ in MULTICHANNEL_RULES`."""
@@ -246,18 +254,72 @@ class Account:
             self.evaluated_at,
         )
 
+    def undo_copy(self) -> UndoCopy:
+        """What `from_undo_copy` builds the account back from, as it is now: `snapshot` in plain tuples
+        (no named tuple per subscription, no sorted counts), as the engine takes one before a batch's
+        first change of each account it touches. Events, flags and verdicts are shared: never changed."""
+        return (
+            self.partner_id,
+            self.customer_id,
+            self.relationship,
+            self.delegated_admin,
+            list(map(_subscription_parts, self.subscriptions.values())),
+            self.status,
+            tuple(self.recent),
+            self.evaluated_at,
+        )
+
+    @classmethod
+    def from_undo_copy(cls, copy: UndoCopy) -> Account:
+        pid, cid, relationship, admin, subs, status, recent, evaluated_at = copy
+        return cls._build(pid, cid, relationship, admin, subs, status, recent, evaluated_at)
+
     @classmethod
     def restore(cls, state: AccountState) -> Account:
         """A working copy of a snapshot (the snapshot itself is left untouched)."""
-        acct = cls(state.partner_id, state.customer_id)
-        acct.relationship = state.relationship
-        acct.delegated_admin = state.delegated_admin
-        acct.recent = list(state.recent_event_ids)
-        acct.status = None if state.status is None else state.status.status
-        acct.evaluated_at = state.evaluated_at
+        status = None if state.status is None else state.status.status
+        return cls._build(
+            state.partner_id,
+            state.customer_id,
+            state.relationship,
+            state.delegated_admin,
+            state.subscriptions.values(),
+            status,
+            state.recent_event_ids,
+            state.evaluated_at,
+        )
+
+    @classmethod
+    def _build(
+        cls,
+        partner_id: str,
+        customer_id: str,
+        relationship: Flag | None,
+        delegated_admin: Flag | None,
+        subscriptions: Iterable[SubscriptionParts],
+        status: CustomerStatus | None,
+        recent: Iterable[str],
+        evaluated_at: datetime | None,
+    ) -> Account:
+        acct = cls(partner_id, customer_id)
+        acct.relationship = relationship
+        acct.delegated_admin = delegated_admin
+        acct.recent = list(recent)
+        acct.status = status
+        acct.evaluated_at = evaluated_at
         subs = acct.subscriptions
-        for sid, s in state.subscriptions.items():
-            subs[sid] = Subscription(sid, s.purchase, s.cancellation, s.renewal, s.verdict)
-            if s.verdict is not None:
-                acct.reclassified(None, s.verdict)
+        for sid, purchase, cancellation, renewal, verdict in subscriptions:
+            subs[sid] = Subscription(sid, purchase, cancellation, renewal, verdict)
+            if verdict is not None:
+                acct.reclassified(None, verdict)
         return acct
+
+
+SubscriptionParts = tuple[
+    str, SubscriptionPurchased | None, SubscriptionCancelled | None, SubscriptionRenewed | None, Verdict | None
+]
+"""(subscription_id, purchase, cancellation, renewal, verdict): a `SubscriptionState` is one too."""
+UndoCopy = tuple[
+    str, str, Flag | None, Flag | None, list[SubscriptionParts], CustomerStatus | None, tuple[str, ...], datetime | None
+]
+"""See `Account.undo_copy`."""

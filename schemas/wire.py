@@ -13,7 +13,7 @@ import json
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
@@ -23,6 +23,8 @@ from fastavro import schemaless_writer
 
 from schemas import SchemaName, parse, parsed_schema, schema_str
 from schemas.writer import UnsupportedSchema, Write, record_writer
+
+T = TypeVar("T")
 
 MAGIC_BYTE: Final = 0
 HEADER_SIZE: Final = 5
@@ -117,7 +119,7 @@ class RecordEncoder:
         self._write: Write | None = None
         if writer is None:
             try:
-                self._write = record_writer(json.loads(schema_str(schema_name)))
+                self._write = record_writer(json.loads(schema_str(schema_name)), prefix=self._header)
             except UnsupportedSchema:
                 self._write = None
 
@@ -136,14 +138,15 @@ class RecordEncoder:
         schemaless_writer(buf, self._schema, record)
         return buf.getvalue()
 
-    def encode_object(self, obj: Any, as_dict: Callable[[], Mapping[str, Any]]) -> bytes:
-        """One framed value read from an object whose attributes are the schema's fields, through the
-        writer compiled for the schema (`schemas.writer`); `as_dict` gives fastavro's input where the
-        schema has a construct that writer does not cover."""
+    def object_writer(self, as_dict: Callable[[T], Mapping[str, Any]]) -> Callable[[T], bytes]:
+        """The function of an object whose attributes are the schema's fields to its framed value: the
+        writer generated for the schema (`schemas.writer`, framing included), called with no layer in
+        between; where the schema has a construct that writer does not cover, fastavro's, on `as_dict`
+        of the object."""
         write = self._write
         if write is None:
-            return self.encode(as_dict())
-        return self._header + write(obj)
+            return lambda obj: self.encode(as_dict(obj))
+        return write
 
     def encode_batch(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
         """Framed values in order, reusing one buffer for the whole batch."""

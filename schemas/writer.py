@@ -1,10 +1,13 @@
-"""Avro binary writers compiled once per schema, that read a record's fields straight from an object.
+"""Avro binary writers generated once per record schema, that read a record's fields straight from an object.
 
 fastavro's generic writer walks the schema for every record and wants a dict, so writing one decision
-cost about 8 µs plus the dict. A writer compiled here is a tuple of per-field functions chosen once;
-writing reads all fields with one `attrgetter` call and joins the encoded pieces. It covers the types
-the output schemas use (string, int, long, boolean, enum, array, map, a union of null and one type,
-and the date and timestamp-millis logical types) and is checked byte for byte against fastavro.
+cost about 8 µs plus the dict; a tuple of per-field closures joined per record still cost a call per
+field. So the writer of a record schema is generated Python source (`writer_source`), compiled once
+with `exec`: one function that reads every field with one `attrgetter` call and joins the encoded
+pieces in one expression, with the short strings, optionals, enums and empty arrays of the output
+records written inline. It covers the types the output schemas use (string, int, long, boolean, enum,
+array, map, a union of null and one type, and the date and timestamp-millis logical types) and is
+checked byte for byte against fastavro.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ _SHORT_LENGTH = [bytes([n << 1]) for n in range(64)]
 """The zig-zag varint of a length below 64 is the one byte 2n: most strings here (ids, codes) are short."""
 
 
+_SMALL_LONG = [_ONE_BYTE[n << 1] for n in range(64)]
+"""The varints of 0 to 63."""
+
+
 def _string(value: str) -> bytes:
     raw = value.encode()
     n = len(raw)
@@ -54,21 +61,6 @@ def _boolean(value: bool) -> bytes:
     return b"\x01" if value else b"\x00"
 
 
-def _cached(convert: Callable[[Any], int]) -> Write:
-    """A writer for values that repeat a lot (a batch's clock, term-end days): remembered, bounded."""
-    memo: dict[Any, bytes] = {}
-
-    def write(value: Any) -> bytes:
-        out = memo.get(value)
-        if out is None:
-            if len(memo) >= _CACHE_LIMIT:
-                memo.clear()
-            out = memo[value] = _long(convert(value))
-        return out
-
-    return write
-
-
 def _timestamp_millis(value: datetime) -> int:
     return (value - _EPOCH) // _MILLI
 
@@ -77,13 +69,29 @@ def _date(value: date) -> int:
     return value.toordinal() - _EPOCH_DAY
 
 
-def _enum(symbols: Sequence[str]) -> Write:
-    index = {s: _long(i) for i, s in enumerate(symbols)}
+class _Memo(dict[Any, bytes]):
+    """The encoded form of values that repeat a lot (a batch's clock, term-end days, action and provider
+    lists, map keys): `memo[value]`, written by `write` on a miss, after `prefix` (a union's branch);
+    bounded."""
 
-    def write(value: Any) -> bytes:
-        return index[value if type(value) is str else value._value_]
+    def __init__(self, write: Write, prefix: bytes = b"") -> None:
+        super().__init__()
+        self._write = write
+        self._prefix = prefix
 
-    return write
+    def __missing__(self, value: Any) -> bytes:
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        out = self[value] = self._prefix + self._write(value)
+        return out
+
+
+class _Symbols(dict[Any, bytes]):
+    """Enum symbol → its encoded index; a str enum member finds its symbol's entry as it is, another
+    enum member through its value."""
+
+    def __missing__(self, value: Any) -> bytes:
+        return self[value._value_]
 
 
 def _array(item: Write) -> Write:
@@ -96,11 +104,20 @@ def _array(item: Write) -> Write:
 
 
 def _map(value_writer: Write) -> Write:
+    """Keys are written through a memo (the keys of a map repeat: decision codes); int and long values
+    below 64, one byte each, from a table."""
+    keys = _Memo(_string)
+    small = _SMALL_LONG if value_writer is _long else ()
+
     def write(values: Mapping[str, Any]) -> bytes:
         if not values:
             return b"\x00"
-        body = b"".join([_string(k) + value_writer(v) for k, v in values.items()])
-        return _long(len(values)) + body + b"\x00"
+        parts = [_long(len(values))]
+        for k, v in values.items():
+            parts.append(keys[k])
+            parts.append(small[v] if type(v) is int and 0 <= v < len(small) else value_writer(v))
+        parts.append(b"\x00")
+        return b"".join(parts)
 
     return write
 
@@ -115,6 +132,7 @@ def _optional(inner: Write, null_first: bool) -> Write:
 
 
 def _compile(schema: Any) -> Write:
+    """A writer function of a type nested in a field (array items, map values, a union's other type)."""
     if isinstance(schema, list):
         if len(schema) != 2 or "null" not in schema:
             raise UnsupportedSchema(f"union {schema}")
@@ -127,11 +145,11 @@ def _compile(schema: Any) -> Write:
         return simple[schema]
     kind, logical = schema.get("type"), schema.get("logicalType")
     if kind == "long" and logical == "timestamp-millis":
-        return _cached(_timestamp_millis)
+        return _Memo(lambda t: _long(_timestamp_millis(t))).__getitem__
     if kind == "int" and logical == "date":
-        return _cached(_date)
+        return _Memo(lambda d: _long(_date(d))).__getitem__
     if kind == "enum":
-        return _enum(schema["symbols"])
+        return _Symbols({s: _long(i) for i, s in enumerate(schema["symbols"])}).__getitem__
     if kind == "array":
         return _array(_compile(schema["items"]))
     if kind == "map":
@@ -141,15 +159,109 @@ def _compile(schema: Any) -> Write:
     raise UnsupportedSchema(str(schema)[:80])
 
 
-def record_writer(schema: Mapping[str, Any]) -> Write:
-    """The writer of a record schema (JSON as in the .avsc) for objects whose attributes are its fields."""
+class _Source:
+    """The generated function's lines, and the objects its names refer to."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"_long": _long, "_SHORT": _SHORT_LENGTH}
+
+    def bind(self, prefix: str, obj: Any) -> str:
+        name = f"_{prefix}{len(self.names)}"
+        self.names[name] = obj
+        return name
+
+
+_PRIMITIVES = frozenset({"string", "int", "long", "boolean"})
+
+
+def _hashable(schema: Any) -> bool:
+    """Whether values of `schema` are hashable as the records hold them (primitives, enum members)."""
+    if isinstance(schema, str):
+        return schema in _PRIMITIVES
+    return isinstance(schema, dict) and schema.get("type") == "enum"
+
+
+def _memo_writer(schema: Any) -> Write | None:
+    """The writer of a type whose values are hashable and repeat (logical dates and times, enums), to
+    keep encoded in a `_Memo`; None for others."""
+    if isinstance(schema, dict):
+        kind, logical = schema.get("type"), schema.get("logicalType")
+        if (kind, logical) in (("long", "timestamp-millis"), ("int", "date")):
+            return _compile(schema)
+    return None
+
+
+def _field(schema: Any, var: str, src: _Source) -> list[str]:
+    """The expressions whose bytes, in order, encode the value in local `var` (statements go to `src`)."""
+    if schema in ("string", {"type": "string"}):
+        raw = f"{var}_b"
+        src.lines.append(f"{raw} = {var}.encode()")
+        return [f"(_SHORT[len({raw})] if len({raw}) < 64 else _long(len({raw})))", raw]
+    if isinstance(schema, list) and len(schema) == 2 and "null" in schema:
+        null_first = schema[0] == "null"
+        other = schema[1] if null_first else schema[0]
+        null, some = (b"\x00", b"\x02") if null_first else (b"\x02", b"\x00")
+        if other == "string":
+            raw, out = f"{var}_b", f"{var}_o"
+            src.lines += [
+                f"if {var} is None:",
+                f"    {out} = {null!r}",
+                "else:",
+                f"    {raw} = {var}.encode()",
+                f"    {out} = {some!r} + (_SHORT[len({raw})] if len({raw}) < 64 else _long(len({raw}))) + {raw}",
+            ]
+            return [out]
+        memoised = _memo_writer(other)
+        if memoised is not None:
+            return [f"({null!r} if {var} is None else {src.bind('m', _Memo(memoised, some))}[{var}])"]
+        inner = src.bind("w", _compile(other))
+        return [f"({null!r} if {var} is None else {some!r} + {inner}({var}))"]
+    if isinstance(schema, dict):
+        kind = schema.get("type")
+        memoised = _memo_writer(schema)
+        if memoised is not None:
+            return [f"{src.bind('m', _Memo(memoised))}[{var}]"]
+        if kind == "enum":
+            symbols = src.bind("e", _Symbols({s: _long(i) for i, s in enumerate(schema["symbols"])}))
+            return [f"{symbols}[{var}]"]
+        if kind == "array":
+            array = _compile(schema)
+            write = src.bind("w", array)
+            if _hashable(schema["items"]):
+                # a tuple of hashable items: the few distinct action lists and provider lists, kept encoded
+                memo = src.bind("m", _Memo(array))
+                return [rf"(b'\x00' if not {var} else {memo}[{var}] if type({var}) is tuple else {write}({var}))"]
+            return [rf"({write}({var}) if {var} else b'\x00')"]
+        if kind == "map":
+            return [rf"({src.bind('w', _compile(schema))}({var}) if {var} else b'\x00')"]
+    return [f"{src.bind('w', _compile(schema))}({var})"]
+
+
+def writer_source(schema: Mapping[str, Any], prefix: bytes = b"") -> tuple[str, dict[str, Any]]:
+    """The source of the writer of a record schema, and the names it refers to (for `exec`);
+    `prefix` is written before every record (the Confluent framing)."""
     if schema.get("type") != "record":
         raise UnsupportedSchema("not a record")
-    fields = schema["fields"]
-    writers = tuple(_compile(f["type"]) for f in fields)
-    getter = attrgetter(*(f["name"] for f in fields))
+    src = _Source()
+    fields = [f["name"] for f in schema["fields"]]
+    if not fields:
+        raise UnsupportedSchema("a record without fields")
+    getter = src.bind("get", attrgetter(*fields))
+    local = [f"f{i}" for i in range(len(fields))]
+    src.lines.append(f"{local[0] if len(local) == 1 else ', '.join(local)} = {getter}(o)")
+    parts = [repr(prefix)] if prefix else []
+    for f, var in zip(schema["fields"], local, strict=True):
+        parts += _field(f["type"], var, src)
+    body = "\n".join(f"    {line}" for line in src.lines)
+    text = f"def write(o):\n{body}\n    return b''.join(({', '.join(parts)},))\n"
+    return text, src.names
 
-    def write(obj: Any) -> bytes:
-        return b"".join([w(v) for w, v in zip(writers, getter(obj), strict=True)])
 
+def record_writer(schema: Mapping[str, Any], prefix: bytes = b"") -> Write:
+    """The writer of a record schema (JSON as in the .avsc) for objects whose attributes are its fields."""
+    text, names = writer_source(schema, prefix)
+    namespace = dict(names)
+    exec(compile(text, f"<avro writer {schema.get('name')}>", "exec"), namespace)  # noqa: S102 - our own source
+    write: Write = namespace["write"]
     return write
