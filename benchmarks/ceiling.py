@@ -19,6 +19,7 @@ from typing import Any
 from config.settings import PROJECT_ROOT, Settings
 from consumers.changelog import account_key_bytes
 from consumers.codec import ServiceCodec
+from consumers.runtime import freeze_survivors
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent
 from multichannel.records import SubscriptionDecision
@@ -81,6 +82,7 @@ def measure_ceiling(
         for key, acct in engine.changed_accounts():
             encoded.append((account_key_bytes(*key), codec.encode_account(acct, engine.account_view(acct))))
         engine.commit()
+        freeze_survivors()  # as the service does after each committed batch
         out += len(encoded)
     seconds = time.perf_counter() - started
     return CeilingResult(len(records) / seconds if seconds else 0.0, seconds, out)
