@@ -1024,8 +1024,9 @@ def targets(
         250_000,
         True,
         " records/s",
-        f"bound: reading records of a whole account's state: a bare client reads {bare} records/s of the same "
-        "changelog",
+        f"bound: the client's read of records that each hold a whole account (a bare client reads {bare} "
+        f"records/s of the same changelog; the restore runs at {_ratio(recovery.get('restore_records_per_s'), bare)} "
+        "of it), then, per account kept, its header, its index entries and its timers",
     )
     check(
         "SIGKILL → first decision ≤ 3 s",
@@ -1041,7 +1042,8 @@ def targets(
         2048,
         False,
         " B",
-        "bound: the Python objects of the events each subscription keeps (see memory per account held)",
+        "bound: what each subscription keeps as Python objects: its events (with their ids and times as "
+        "strings and datetimes) and its own object (see memory per account held)",
     )
     median, worst = (kills or {}).get("median_s"), (kills or {}).get("max_s")
     met = None if median is None or worst is None else median <= 3 and worst <= 10
