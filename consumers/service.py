@@ -22,6 +22,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -514,8 +515,14 @@ class _Session:
     def _apply_subscription_messages(
         self, records: list[Message], now: datetime, out: BatchOutput, tally: BatchTally
     ) -> None:
+        """The per-event loop: bound names, counts kept in locals and added to the tally once per batch."""
         topic = self.s.subscription_topic
         decoded = self.codec.decode_subscription_batch(records)
+        apply, emit = self.classifier.apply, self._emit
+        customer_partition, partition_accounts = self.customer_partition, self.partition_accounts
+        kinds: Counter[str] = Counter()
+        duplicates = 0
+        last_partition, keys = -1, set()
         for msg, item in zip(records, decoded, strict=True):
             if isinstance(item, InvalidEvent):
                 self._dead_letter(msg, item, out, tally, "subscription")
@@ -525,17 +532,26 @@ class _Session:
                 bad = UnknownEventType(f"partner_program_changed does not belong on {topic}")
                 self._dead_letter(msg, bad, out, tally, "subscription")
                 continue
-            tally.events_in["subscription", event.event_type] += 1
+            kinds[event.event_type._value_] += 1  # the code itself: a StrEnum member hashes in Python
             p = partition_of(msg)
-            if event.customer_id not in self.customer_partition:
-                self.customer_partition[event.customer_id] = p
-            self.partition_accounts.setdefault(p, set()).add((event.partner_id, event.customer_id))
-            emitted = self.classifier.apply(event, now)
+            cid = event.customer_id
+            if cid not in customer_partition:
+                customer_partition[cid] = p
+            if p != last_partition:  # a batch comes in runs of one partition's records
+                last_partition, keys = p, partition_accounts.setdefault(p, set())
+            keys.add((event.partner_id, cid))
+            emitted = apply(event, now)
             if emitted is None:
-                tally.outcomes["duplicate"] += 1
-            else:
-                tally.outcomes["applied"] += 1
-                self._emit(emitted, out, tally)
+                duplicates += 1
+            elif emitted:
+                emit(emitted, out, tally)
+        for event_type, n in kinds.items():
+            tally.events_in["subscription", event_type] += n
+        applied = sum(kinds.values()) - duplicates
+        if applied:
+            tally.outcomes["applied"] += applied
+        if duplicates:
+            tally.outcomes["duplicate"] += duplicates
 
     def _apply_partner_messages(
         self, msgs: Sequence[Message], now: datetime, out: BatchOutput | None, tally: BatchTally | None
@@ -595,16 +611,15 @@ class _Session:
     def _emit(
         self, records: Iterable[SubscriptionDecision | CustomerStatusRecord], out: BatchOutput, tally: BatchTally
     ) -> None:
+        decisions, statuses, counts = out.decisions, out.statuses, tally.decisions
+        encode_decision, encode_status = self.codec.encode_decision, self.codec.encode_status
         for rec in records:
             if isinstance(rec, SubscriptionDecision):
-                out.decisions.append({"key": rec.customer_id.encode(), "value": self.codec.encode_decision(rec)})
-                tally.decisions[str(rec.decision)] += 1
+                decisions.append({"key": rec.customer_id.encode(), "value": encode_decision(rec)})
+                counts[rec.decision._value_] += 1  # as above
             else:
-                out.statuses.append(
-                    {
-                        "key": account_key_bytes(rec.partner_id, rec.customer_id),
-                        "value": self.codec.encode_status(rec),
-                    }
+                statuses.append(
+                    {"key": account_key_bytes(rec.partner_id, rec.customer_id), "value": encode_status(rec)}
                 )
 
     def _dead_letter(self, msg: Message, error: InvalidEvent, out: BatchOutput, tally: BatchTally, source: str) -> None:
