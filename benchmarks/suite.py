@@ -10,6 +10,7 @@ decision (for the passthrough: its copy) with a read_committed consumer.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pstats
@@ -449,24 +450,32 @@ def measure_latency(
             meter = CpuMeter(
                 {"variant": psutil.Process(proc.pid), "broker": _broker_process(), "probe": psutil.Process()}
             )
+            # The probe's own garbage collector must not pause it: a full collection over the bench's heap (the
+            # workload, the results so far) takes hundreds of ms, and every record in flight would count it.
+            gc.collect()
+            gc.freeze()
+            gc.disable()
             meter.start()  # the paced part only: not the priming, not the drain
             began = time.monotonic()
             total = min(int(rate * seconds), len(workload.account_messages) - measured_from)
             done = 0
-            while done < total:
-                due = min(total, int((time.monotonic() - began) * rate)) - done
-                if due > 0:
-                    send(due)
-                    done += due
-                read(0.002)
-            meter.stop()
-            cores = meter.cores
-            drain_until = time.monotonic() + 15
-            while time.monotonic() < drain_until and len(seen) < len(sent) * 0.5:
-                read(0.2)
-            settle = time.monotonic() + 3
-            while time.monotonic() < settle:
-                read(0.2)
+            try:
+                while done < total:
+                    due = min(total, int((time.monotonic() - began) * rate)) - done
+                    if due > 0:
+                        send(due)
+                        done += due
+                    read(0.002)
+                meter.stop()
+                cores = meter.cores
+                drain_until = time.monotonic() + 15
+                while time.monotonic() < drain_until and len(seen) < len(sent) * 0.5:
+                    read(0.2)
+                settle = time.monotonic() + 3
+                while time.monotonic() < settle:
+                    read(0.2)
+            finally:
+                gc.enable()
             phases = _phase_quantiles(baseline, _batch_phases(launch.log))
     finally:
         reader.close()
