@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -258,6 +259,18 @@ class Variants:
         argv = [str(self.peer_python), str(Path(__file__).with_name("peer_quix.py")), str(path)]
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
         return Launch(argv, env, s.application_id, s.decision_topic, self.run_dir / f"{label}.log")
+
+
+def drop_topics(settings: Settings, label: str, *extra: str) -> None:
+    """Delete a finished run's topics (its outputs and changelog, and `extra`): the later runs should not
+    share the broker with the logs, compaction and partitions of every earlier one."""
+    names = [f"bench-{label}-{suffix}" for suffix in ("decisions", "status", "dead-letters", "state-changelog")]
+    admin = AdminClient(settings.kafka_client_config())
+    existing = set(admin.list_topics(timeout=10).topics)
+    doomed = [t for t in [*names, *extra] if t in existing]
+    for future in admin.delete_topics(doomed, operation_timeout=30).values() if doomed else ():
+        with suppress(KafkaException):
+            future.result()
 
 
 @contextmanager
@@ -1366,9 +1379,9 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
         # (rates rose run after run for every variant without it), and no variant should pay for that.
         progress.update(task, description="warming up the broker (not measured)")
         for name in (PASSTHROUGH, EOS):
-            measure_throughput(
-                s, starters[name](f"{tag}-warmup-{_slug(name)}", input_topic), input_topic, total, None, 1800
-            )
+            label = f"{tag}-warmup-{_slug(name)}"
+            measure_throughput(s, starters[name](label, input_topic), input_topic, total, None, 1800)
+            drop_topics(s, label)
         for run in range(opts.runs):
             for name, start in starters.items():
                 label = f"{tag}-{_slug(name)}-{run}"
@@ -1379,6 +1392,8 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
                 result = measure_throughput(s, launch, input_topic, total, accounts, 1800)
                 results[name].runs.append(result)
                 console.print(f"  {name} run {run + 1}: {result.events_per_s:,.0f} events/s")
+                if run > 0:  # the first run's outputs serve the peer check and the recovery
+                    drop_topics(s, label)
                 progress.advance(task)
         progress.update(task, description=CEILING)
         ceiling_settings = variants._topics(f"{tag}-ceiling").model_copy(update={"auto_register_schemas": True})
@@ -1415,6 +1430,7 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
             r.latency_rate, r.latency_p50_ms, r.latency_p99_ms = round(rate), latency.p50_ms, latency.p99_ms
             r.latency_samples, r.latency_breakdown = latency.samples, latency.breakdown
             r.latency_cpu = latency.cpu
+            drop_topics(s, label, f"bench-{label}-input")
             console.print(
                 f"  {name} latency at {rate:,.0f}/s: p50 {latency.p50_ms} ms, p99 {latency.p99_ms} ms "
                 f"({latency.samples} samples); phases {latency.breakdown}"
