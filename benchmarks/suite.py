@@ -1037,7 +1037,10 @@ def targets(
         100,
         False,
         " ms",
-        f"p99 of the phases: {_phases_text((steady or {}).get('breakdown') or {}, 1)}",
+        "bound: the batch cycle: a record that arrives while a batch is being committed waits for that commit "
+        "(wait), then for its own batch's commit; the broker uses "
+        f"{((steady or {}).get('cpu') or {}).get('broker')} cores at this rate; p99 of the phases: "
+        f"{_phases_text((steady or {}).get('breakdown') or {}, 1)}",
     )
     bare = recovery.get("changelog_consume_records_per_s")
     check(
