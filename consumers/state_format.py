@@ -245,11 +245,10 @@ def _check(value: bytes) -> _Tables:
 
 
 def read_header(value: bytes) -> Header:
-    """The header of a value of format 0x01 or 0x02 (StateFormatError for any other)."""
-    _check(value)
-    end = value.index(b"\n")
-    pid, cid, sellers, deadlines, view, evaluated = orjson.loads(value[1:end])
-    return Header(pid, cid, sellers, [_ts(d) for d in deadlines], view, None if evaluated is None else _ts(evaluated))
+    """The header of one value of format 0x01 or 0x02 (StateFormatError for any other): `read_headers`
+    of that value alone."""
+    [(pid, cid, sellers, deadlines, view, _value)], evaluated = read_headers([value])
+    return Header(pid, cid, list(sellers), list(deadlines), view, evaluated)
 
 
 def read_headers(values: Sequence[bytes]) -> tuple[list[Held], datetime | None]:
