@@ -5,12 +5,12 @@ and undelivered decisions: the repeated batch found its events already applied a
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime
 from typing import Any
 
 from config.settings import Settings
+from consumers.batch import BatchOutput
+from consumers.commit import AtLeastOnce
 from consumers.metrics import BatchTally
-from consumers.service import BatchOutput, _Session
 
 
 class RecordingClients:
@@ -42,18 +42,13 @@ def test_changelog_follows_delivered_outputs_and_offsets_follow_both() -> None:
     """Decisions, statuses and dead letters, flush; changelog, flush; then the offsets."""
     settings = Settings(processing_guarantee="at_least_once")
     clients = RecordingClients()
-    session: Any = object.__new__(_Session)
-    session.s, session.producer, session.consumer = settings, clients, clients
-    session.guard, session.delivery_errors = _no_guard, []
-
-    def collect(_now: datetime, _records: Any, _partners: Any, out: BatchOutput, _tally: BatchTally) -> None:
-        out.decisions.append({"key": b"C1", "value": b"decision"})
-        out.statuses.append({"key": b"P:C1", "value": b"status"})
-        out.dead_letters.append((b"C2", b"bad", []))
-        out.changelog.append({"key": b"P:C1", "value": b"state", "partition": 0})
-
-    session._collect = collect
-    session._batch_at_least_once(datetime.now(UTC), [], [], BatchOutput(), BatchTally(), {0: 7})
+    strategy = AtLeastOnce(clients, clients, settings, _no_guard, lambda _err: None, [])
+    out = BatchOutput()
+    out.decisions.append({"key": b"C1", "value": b"decision"})
+    out.statuses.append({"key": b"P:C1", "value": b"status"})
+    out.dead_letters.append((b"C2", b"bad", []))
+    out.changelog.append((0, b"P:C1", b"state"))
+    strategy.finish(out, BatchTally(), {0: 7})
     assert clients.calls == [
         f"produce {settings.decision_topic}",
         f"produce {settings.status_topic}",

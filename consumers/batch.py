@@ -1,0 +1,226 @@
+"""One batch of input records through the engine, without Kafka: `process(records) -> outputs`.
+
+    due timers                                   -> decisions, statuses
+    partner records -> partner table             -> re-classified accounts of owned partitions
+    restored accounts whose partner view moved   -> what their re-evaluation changed
+    subscription records: bytes -> Avro -> event -> classify -> decisions, statuses, dead letters
+    partner dead letters this instance owns      -> dead letters, checkpoint
+    changed accounts                             -> changelog records
+
+The processor reads records (anything with a confluent-kafka `Message`'s accessors) and writes
+nothing: it fills a `BatchOutput` that the commit strategy (`consumers.commit`) produces.
+Its state is the `AccountStore`; the caller opens and ends the store's batch around it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from confluent_kafka import Message
+
+from config.logs import get_logger
+from consumers.changelog import account_key_bytes
+from consumers.dead_letters import dead_letter, truncated_parts
+from consumers.messages import Headers, offset_of, partition_of
+from consumers.metrics import BatchTally
+from consumers.store import AccountStore
+from multichannel.errors import InvalidEvent, UnknownEventType
+from multichannel.model import AccountKey, Event, PartnerProgramChanged
+from multichannel.records import CustomerStatusRecord, SubscriptionDecision
+
+log = get_logger("multichannel.service")
+
+
+class Codec(Protocol):
+    """What the processor needs of the wire: `consumers.codec.ServiceCodec` in the service."""
+
+    def decode_subscription_batch(self, msgs: Sequence[Message]) -> list[Event | InvalidEvent]: ...
+
+    def decode_partner_batch(self, msgs: Sequence[Message]) -> list[Event | InvalidEvent]: ...
+
+    encode_decision: Callable[[SubscriptionDecision], bytes]
+    encode_status: Callable[[CustomerStatusRecord], bytes]
+
+
+@dataclass
+class BatchOutput:
+    """Everything one transaction writes, gathered before anything is produced."""
+
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes | None, Headers]] = field(default_factory=list)
+    changelog: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    """(changelog partition, key, value)."""
+
+
+class BatchProcessor:
+    """Runs batches over the store; see the module docstring."""
+
+    def __init__(
+        self,
+        store: AccountStore,
+        codec: Codec,
+        *,
+        subscription_topic: str,
+        partner_topic: str,
+        dead_letter_limit: int,
+    ) -> None:
+        self.store = store
+        self.codec = codec
+        self.subscription_topic = subscription_topic
+        self.partner_topic = partner_topic
+        self.dead_letter_limit = dead_letter_limit
+        self.partner_dead_letters: dict[int, list[tuple[Message, InvalidEvent]]] = {}
+        """Bad partner records by partner partition, until the owner of their checkpoint writes them."""
+
+    # ------------------------------------------------------------------ what is due
+    def timers_due(self, now: datetime) -> bool:
+        deadline = self.store.classifier.next_deadline()
+        return deadline is not None and deadline <= now
+
+    def work_pending(self) -> bool:
+        """Work that needs a batch even without new input: re-evaluations, partner dead letters to write."""
+        store = self.store
+        return bool(store.pending_reconcile) or any(
+            store.checkpoint_owner(pp) in store.owned for pp in self.partner_dead_letters
+        )
+
+    # ------------------------------------------------------------------ one batch
+    def process(
+        self, records: Sequence[Message], partner_records: Sequence[Message], now: datetime, tally: BatchTally
+    ) -> BatchOutput:
+        """Run the engine over one batch at `now`; every record the batch writes, in `BatchOutput`."""
+        out = BatchOutput()
+        classifier = self.store.classifier
+        fired = classifier.fire_due(now)
+        tally.timers_fired += sum(1 for r in fired if isinstance(r, SubscriptionDecision))
+        self._emit(fired, out, tally)
+        self._apply_partner_records(partner_records, now, out, tally)
+        store = self.store
+        if store.pending_reconcile:
+            self._emit(classifier.reconcile(now, sorted(store.pending_reconcile)), out, tally)
+            store.pending_reconcile.clear()
+        self._apply_subscription_records(records, now, out, tally)
+        self._release_partner_dead_letters(out, tally)
+        out.changelog.extend(store.changelog_records())
+        return out
+
+    def catch_up(self, partner_records: Sequence[Message], now: datetime) -> BatchTally:
+        """Build the partner table before any account is held: nothing to emit yet (bad records wait for their
+        dead-letter owner)."""
+        tally = BatchTally()
+        self._apply_partner_records(partner_records, now, None, tally)
+        self.store.classifier.commit()
+        return tally
+
+    def _apply_partner_records(
+        self, msgs: Sequence[Message], now: datetime, out: BatchOutput | None, tally: BatchTally
+    ) -> None:
+        classifier = self.store.classifier
+        decoded = self.codec.decode_partner_batch(list(msgs))
+        for msg, item in zip(msgs, decoded, strict=True):
+            if isinstance(item, InvalidEvent) or not isinstance(item, PartnerProgramChanged):
+                error = (
+                    item
+                    if isinstance(item, InvalidEvent)
+                    else UnknownEventType(f"{item.event_type} does not belong on {self.partner_topic}")
+                )
+                self.partner_dead_letters.setdefault(partition_of(msg), []).append((msg, error))
+                continue
+            emitted = classifier.apply(item, now)
+            tally.events_in["partner", item.event_type] += 1
+            tally.outcomes["duplicate" if emitted is None else "applied"] += 1
+            if out is not None and emitted:
+                self._emit(emitted, out, tally)
+
+    def _apply_subscription_records(
+        self, records: Sequence[Message], now: datetime, out: BatchOutput, tally: BatchTally
+    ) -> None:
+        """The per-event loop: bound names, counts kept in locals and added to the tally once per batch."""
+        topic = self.subscription_topic
+        decoded = self.codec.decode_subscription_batch(records)
+        apply, emit, note = self.store.classifier.apply, self._emit, self.store.note
+        kinds: Counter[str] = Counter()
+        duplicates = 0
+        run_partition, run_keys = -1, set[AccountKey]()  # a batch comes in runs of one partition's records
+        for msg, item in zip(records, decoded, strict=True):
+            if isinstance(item, InvalidEvent):
+                self._dead_letter(msg, item, out, tally, "subscription")
+                continue
+            event = item
+            if isinstance(event, PartnerProgramChanged):
+                bad = UnknownEventType(f"partner_program_changed does not belong on {topic}")
+                self._dead_letter(msg, bad, out, tally, "subscription")
+                continue
+            kinds[event.event_type._value_] += 1  # the code itself: a StrEnum member hashes in Python
+            p = partition_of(msg)
+            if p != run_partition:
+                if run_keys:
+                    note(run_partition, run_keys)
+                run_partition, run_keys = p, set()
+            run_keys.add((event.partner_id, event.customer_id))
+            emitted = apply(event, now)
+            if emitted is None:
+                duplicates += 1
+            elif emitted:
+                emit(emitted, out, tally)
+        if run_keys:
+            note(run_partition, run_keys)
+        for event_type, n in kinds.items():
+            tally.events_in["subscription", event_type] += n
+        applied = sum(kinds.values()) - duplicates
+        if applied:
+            tally.outcomes["applied"] += applied
+        if duplicates:
+            tally.outcomes["duplicate"] += duplicates
+
+    def _release_partner_dead_letters(self, out: BatchOutput, tally: BatchTally) -> None:
+        """Partner records are read by every instance and re-read on restart; the owner of changelog
+        partition `pp % N` writes their dead letters once, remembering the offset in the changelog."""
+        store = self.store
+        for pp in list(self.partner_dead_letters):
+            if store.checkpoint_owner(pp) not in store.owned:
+                continue
+            done = store.partner_checkpoints.get(pp, -1)
+            newest = done
+            for msg, error in self.partner_dead_letters.pop(pp):
+                if offset_of(msg) > done:
+                    self._dead_letter(msg, error, out, tally, "partner")
+                    newest = max(newest, offset_of(msg))
+            if newest > done:
+                out.changelog.append(store.checkpoint_record(pp, newest))
+
+    def _emit(
+        self, records: Iterable[SubscriptionDecision | CustomerStatusRecord], out: BatchOutput, tally: BatchTally
+    ) -> None:
+        decisions, statuses, counts = out.decisions, out.statuses, tally.decisions
+        encode_decision, encode_status = self.codec.encode_decision, self.codec.encode_status
+        for rec in records:
+            if isinstance(rec, SubscriptionDecision):
+                decisions.append({"key": rec.customer_id.encode(), "value": encode_decision(rec)})
+                counts[rec.decision._value_] += 1  # the code itself: a StrEnum member hashes in Python
+            else:
+                statuses.append(
+                    {"key": account_key_bytes(rec.partner_id, rec.customer_id), "value": encode_status(rec)}
+                )
+
+    def _dead_letter(self, msg: Message, error: InvalidEvent, out: BatchOutput, tally: BatchTally, source: str) -> None:
+        record = dead_letter(msg, error, self.dead_letter_limit)
+        out.dead_letters.append(record)
+        truncated = truncated_parts(record[2])
+        tally.outcomes["dead_letter"] += 1
+        tally.dead_letters[error.reason] += 1
+        tally.events_in[source, "undecodable"] += 1
+        log.info(
+            "dead_letter",
+            reason=error.reason,
+            message=error.message,
+            topic=msg.topic(),
+            partition=partition_of(msg),
+            offset=offset_of(msg),
+            **({"truncated": truncated} if truncated is not None else {}),
+        )

@@ -1,0 +1,178 @@
+"""The service's state store: the accounts of the partitions this instance owns, and who owns what.
+
+It wraps the pure `Classifier` with what only a Kafka host needs to know:
+
+    owned partitions          -> which accounts are held (restored on assign, dropped on revoke)
+    customer -> partition     -> where an account's changelog records go (co-partitioned with the input)
+    pending re-evaluations    -> restored accounts whose partner view moved since they were saved
+    partner checkpoints       -> how far each partner partition's records were dead-lettered
+
+A batch opens with `begin()` and ends with `commit()` or `rollback()`: a rollback puts the engine and
+every one of these back as they were when the batch began, so an aborted transaction leaves no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+
+from consumers.changelog import RestoredPartition, account_key_bytes, partner_checkpoint_key, split_restored
+from consumers.state_format import decode_state, encode_account, read_headers
+from multichannel.engine import Classifier
+from multichannel.model import AccountKey
+from multichannel.state import AccountState
+
+LegacyDecoder = Callable[[Sequence[bytes]], list[AccountState]]
+"""Decodes changelog values of the first release's Avro form (through the Schema Registry)."""
+
+ChangelogRecord = tuple[int, bytes, bytes]
+"""(changelog partition, key, value)."""
+
+
+class AccountStore:
+    """The owned partitions' accounts and their bookkeeping; see the module docstring."""
+
+    def __init__(self, classifier: Classifier, input_partitions: int, decode_legacy: LegacyDecoder) -> None:
+        self.classifier = classifier
+        self.input_partitions = input_partitions
+        self._decode_legacy = decode_legacy
+        self.owned: set[int] = set()
+        self.partition_accounts: dict[int, set[AccountKey]] = {}
+        """Input partition -> the accounts held for it (read on the hot path: `note`)."""
+        self.customer_partition: dict[str, int] = {}
+        """Customer -> input partition: the input is keyed by customer, so all of a customer's accounts share one."""
+        self.pending_reconcile: set[AccountKey] = set()
+        self.partner_checkpoints: dict[int, int] = {}
+        self.clock_floor = datetime.min.replace(tzinfo=UTC)
+        """No clock reading goes below it: the latest batch's clock, or a restored account's evaluated_at."""
+        self._new_keys: list[tuple[int, AccountKey]] = []
+        self._new_customers: list[str] = []
+        """Accounts first seen in the open batch: none was held before, so a rollback forgets them."""
+        self._saved_reconcile: set[AccountKey] | None = None
+        self._saved_checkpoints: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.classifier)
+
+    # ------------------------------------------------------------------ clock
+    def now(self, wall: datetime) -> datetime:
+        """The service clock (UTC wall time) made monotonic: decided_at never goes backwards for a key, even
+        when the wall clock steps back or a partition moves from an instance whose clock ran ahead."""
+        if wall < self.clock_floor:
+            return self.clock_floor
+        self.clock_floor = wall
+        return wall
+
+    # ------------------------------------------------------------------ ownership
+    def assign(self, restored: Iterable[RestoredPartition], now: datetime) -> tuple[int, int]:
+        """Hold newly assigned partitions' restored accounts; returns (changelog records read, accounts)."""
+        records = accounts = 0
+        for part in restored:
+            keys = self._hold_restored(part, now)
+            self.partition_accounts[part.partition] = keys
+            for _pid, cid in keys:
+                self.customer_partition[cid] = part.partition
+            self.owned.add(part.partition)
+            records += part.records_read
+            accounts += len(keys)
+        return records, accounts
+
+    def _hold_restored(self, part: RestoredPartition, now: datetime) -> set[AccountKey]:
+        """Hold a restored partition's accounts as their saved bytes (built on first use); accounts whose
+        partner view moved since they were saved, and those in the earlier release's Avro form, are
+        re-evaluated before the next batch's events."""
+        compact, legacy, checkpoints = split_restored(part)
+        self.partner_checkpoints.update(checkpoints)
+        held, latest = read_headers(compact)
+        keys: set[AccountKey] = {(h[0], h[1]) for h in held}
+        self.pending_reconcile.update(self.classifier.hold_all(held, decode_state))
+        if latest is not None and latest > self.clock_floor:
+            self.clock_floor = latest
+        if legacy:
+            states = self._decode_legacy(legacy)
+            self.classifier.load(states, self.now(now))
+            old = {(st.partner_id, st.customer_id) for st in states}
+            keys |= old
+            self.pending_reconcile |= old
+        return keys
+
+    def revoke(self, partitions: Iterable[int]) -> set[int]:
+        """Drop the accounts of revoked (or lost) partitions; returns those that were owned."""
+        gone = set(partitions) & self.owned
+        for p in sorted(gone):
+            keys = self.partition_accounts.pop(p, set())
+            self.classifier.drop(keys)
+            self.pending_reconcile -= keys
+            for _pid, cid in keys:
+                if self.customer_partition.get(cid) == p:
+                    del self.customer_partition[cid]
+        self.owned -= gone
+        self.partner_checkpoints = {
+            pp: o for pp, o in self.partner_checkpoints.items() if self.checkpoint_owner(pp) in self.owned
+        }
+        return gone
+
+    def checkpoint_owner(self, partner_partition: int) -> int:
+        """The input partition whose owner dead-letters a partner partition's bad records (once, for all)."""
+        return partner_partition % self.input_partitions
+
+    def note(self, partition: int, keys: Iterable[AccountKey]) -> None:
+        """Events of `keys` arrived on `partition`: those accounts are held for it from now on (a batch comes
+        in runs of one partition's records, so the processor hands over one run at a time)."""
+        held = self.partition_accounts.setdefault(partition, set())
+        customer_partition, new = self.customer_partition, self._new_keys
+        for key in keys:
+            if key not in held:
+                held.add(key)
+                new.append((partition, key))
+                if key[1] not in customer_partition:
+                    customer_partition[key[1]] = partition
+                    self._new_customers.append(key[1])
+
+    # ------------------------------------------------------------------ transactions
+    def begin(self) -> None:
+        """Open a batch: what `rollback` returns to."""
+        self._new_keys.clear()
+        self._new_customers.clear()
+        self._saved_reconcile = set(self.pending_reconcile) if self.pending_reconcile else None
+        self._saved_checkpoints = dict(self.partner_checkpoints)
+
+    def commit(self) -> None:
+        self.classifier.commit()
+        self._new_keys.clear()
+        self._new_customers.clear()
+        self._saved_reconcile = None
+
+    def rollback(self) -> None:
+        """Undo everything since `begin`: the engine's changes, new customers, re-evaluations and checkpoints."""
+        self.classifier.rollback()
+        for partition, key in self._new_keys:
+            self.partition_accounts[partition].discard(key)
+        for cid in self._new_customers:
+            del self.customer_partition[cid]
+        self._new_keys.clear()
+        self._new_customers.clear()
+        self.pending_reconcile = self._saved_reconcile or set()
+        self._saved_reconcile = None
+        self.partner_checkpoints = self._saved_checkpoints
+
+    # ------------------------------------------------------------------ changelog
+    def changelog_records(self) -> list[ChangelogRecord]:
+        """The changed accounts of the batch as changelog records of the partitions this instance owns."""
+        classifier, owned, customer_partition = self.classifier, self.owned, self.customer_partition
+        out: list[ChangelogRecord] = []
+        for key, acct in classifier.changed_accounts():
+            partition = customer_partition.get(key[1])
+            if partition is None or partition not in owned:
+                continue
+            out.append((partition, account_key_bytes(*key), encode_account(acct, classifier.account_view(acct))))
+        return out
+
+    def checkpoint_record(self, partner_partition: int, offset: int) -> ChangelogRecord:
+        """Remember that a partner partition's bad records up to `offset` were dead-lettered."""
+        self.partner_checkpoints[partner_partition] = offset
+        return (
+            self.checkpoint_owner(partner_partition),
+            partner_checkpoint_key(partner_partition),
+            str(offset).encode(),
+        )
