@@ -34,11 +34,11 @@ from multichannel.rules import AccountContext, classify_subscription, customer_s
 from multichannel.state import Account, AccountState, Subscription, UndoCopy, merge_flag
 
 Bucket = list[AccountKey]
+"""The accounts that had a subscription ending at one deadline when it was scheduled (a renewal or
+a cancellation may have moved it since: checked when the deadline fires)."""
 Held = tuple[str, str, Sequence[str], Sequence[datetime], str, bytes]
 """A restored account for `Classifier.hold_all`: partner, customer, sellers, pending deadlines, the
 partner view it was saved with, and its saved bytes."""
-"""The accounts that had a subscription ending at one deadline when it was scheduled (a renewal or
-a cancellation may have moved it since: checked when the deadline fires)."""
 
 
 Thaw = Callable[[bytes], AccountState]
@@ -48,6 +48,18 @@ Thaw = Callable[[bytes], AccountState]
 Step = list[OutputRecord] | None
 """What one event did: the records to emit (in emission order, possibly none) when it was applied,
 None when it was a duplicate."""
+
+
+class _Firing:
+    """A deadline being fired in bounded steps (`Classifier.fire_due` with a limit): its bucket's distinct
+    accounts sorted once, and how many of them have been fired. `keys` is never changed in place (a
+    transaction's undo log shares it)."""
+
+    __slots__ = ("keys", "pos")
+
+    def __init__(self, keys: list[AccountKey], pos: int = 0) -> None:
+        self.keys = keys
+        self.pos = pos
 
 
 def _add_to(index: dict[str, list[AccountKey]], name: str, key: AccountKey) -> None:
@@ -89,8 +101,13 @@ class Classifier:
         self._by_customer: dict[str, list[AccountKey]] = {}
         self._by_seller: dict[str, list[AccountKey]] = {}
         self.deadlines: list[datetime] = []
-        """A heap of the distinct pending deadlines ([0] is the earliest): read it, never change it, outside."""
+        """A heap of the distinct pending deadlines ([0] is the earliest), a partly fired one included until
+        its last account has fired: read it, never change it, outside."""
         self._due_at: dict[datetime, Bucket] = {}  # deadline -> accounts; few distinct days, many accounts
+        # Deadlines whose bucket was taken and sorted but not fired to the end (a bounded fire_due stopped in
+        # them). Every deadline in the heap has a bucket, a firing, or both (accounts restored meanwhile).
+        self._firing: dict[datetime, _Firing] = {}
+        self._firing_undo: dict[datetime, tuple[list[AccountKey], int] | None] = {}
         self._undo: dict[AccountKey, UndoCopy | None] = {}  # the account before the batch's first change
         self._dirty: set[AccountKey] = set()  # accounts the batch really changed (for the changelog)
         self._popped: list[tuple[datetime, Bucket]] = []
@@ -199,7 +216,8 @@ class Classifier:
         bucket = self._due_at.get(deadline)
         if bucket is None:
             self._due_at[deadline] = [key]
-            heapq.heappush(self.deadlines, deadline)
+            if deadline not in self._firing:  # else already in the heap
+                heapq.heappush(self.deadlines, deadline)
         else:
             bucket.append(key)
 
@@ -207,33 +225,67 @@ class Classifier:
         """The earliest pending deadline (possibly one whose subscriptions have moved on when it is due)."""
         return self.deadlines[0] if self.deadlines else None
 
-    def fire_due(self, clock: datetime) -> list[OutputRecord]:
+    def timers_due(self, clock: datetime) -> bool:
+        """True while a deadline at or before `clock` has accounts left to fire, a partly fired one included
+        (some of them may have moved on: `fire_due` then emits nothing for them)."""
+        deadlines = self.deadlines
+        return bool(deadlines) and deadlines[0] <= clock
+
+    def fire_due(self, clock: datetime, limit: int | None = None) -> list[OutputRecord]:
         """Fire every deadline due at or before `clock`, earliest first: one step per deadline instant,
         accounts in (partner_id, customer_id) order, each evaluated at the deadline (decided_at = deadline).
-        An account already evaluated at or past the deadline is not due: it has passed it."""
+        An account already evaluated at or past the deadline is not due: it has passed it.
+
+        With a `limit` (at least 1), stop after the account at which the records emitted by this call
+        reached it (an account's records are never split); the deadline's remaining accounts fire first on
+        the next call, in the same order, so that bounded calls emit exactly what one unbounded call would.
+        `timers_due` says whether any are left. A deadline's accounts are sorted once, when it starts to
+        fire, not on every call."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"fire_due limit must be at least 1, not {limit}")
         records: list[OutputRecord] = []
-        deadlines, accounts, account = self.deadlines, self._accounts, self._account
+        deadlines, firing, account = self.deadlines, self._firing, self._account
+        transactional = self._transactional
         while deadlines and deadlines[0] <= clock:
-            deadline = heapq.heappop(deadlines)
-            bucket = self._due_at.pop(deadline)
-            if self._transactional:
-                self._popped.append((deadline, bucket))
-            due: set[AccountKey] = set()
-            for key in bucket:
+            deadline = deadlines[0]
+            f = firing.get(deadline)
+            if transactional and deadline not in self._firing_undo:
+                self._firing_undo[deadline] = None if f is None else (f.keys, f.pos)
+            bucket = self._due_at.pop(deadline, None)
+            if bucket is not None:
+                if transactional:
+                    self._popped.append((deadline, bucket))
+                if f is None:
+                    f = firing[deadline] = _Firing(sorted(set(bucket)))
+                else:  # accounts restored at a deadline partly fired: they join its remainder, in order
+                    f = firing[deadline] = _Firing(sorted({*f.keys[f.pos :], *bucket}))
+            assert f is not None
+            keys, pos, end = f.keys, f.pos, len(f.keys)
+            full = False
+            while pos < end:
+                key = keys[pos]
+                pos += 1
                 acct = account(key)
                 if (
-                    acct is not None
-                    and (acct.evaluated_at is None or acct.evaluated_at < deadline)
-                    and any(sub.deadline == deadline for sub in acct.subscriptions.values())
+                    acct is None
+                    or (acct.evaluated_at is not None and acct.evaluated_at >= deadline)
+                    or not any(sub.deadline == deadline for sub in acct.subscriptions.values())
                 ):
-                    due.add(key)
-            for key in sorted(due):
-                acct = accounts[key]
-                if self._transactional:
+                    continue
+                if transactional:
                     self._touch(key, acct)
                     self._dirty.add(key)
                 acct.evaluated_at = deadline  # kept even when nothing changed: a restore must not fire it again
                 self._evaluate(acct, deadline, None, records)
+                if limit is not None and len(records) >= limit:
+                    full = True
+                    break
+            f.pos = pos
+            if pos == end:
+                del firing[deadline]
+                heapq.heappop(deadlines)
+            if full:
+                break
         return records
 
     # ------------------------------------------------------------------ evaluation
@@ -473,7 +525,7 @@ class Classifier:
             if view != partner_view(partner_id, customer_id, sellers):
                 stale.append(key)
         if new_deadlines:
-            self.deadlines[:] = due_at
+            self.deadlines[:] = {*due_at, *self._firing}
             heapq.heapify(self.deadlines)
         return stale
 
@@ -522,10 +574,12 @@ class Classifier:
         self._undo.clear()
         self._dirty.clear()
         self._popped.clear()
+        self._firing_undo.clear()
         self.partners.commit()
 
     def rollback(self) -> None:
-        """Undo every change since the last commit: accounts, partner table, fired timers."""
+        """Undo every change since the last commit: accounts, partner table, fired timers (a deadline
+        partly fired at the commit is partly fired again, at the same account)."""
         opened: set[AccountKey] = set()
         for key, old in self._undo.items():
             if old is None:
@@ -536,12 +590,21 @@ class Classifier:
         self._unindex_accounts(opened)
         self._undo.clear()
         self._dirty.clear()
-        for deadline, bucket in self._popped:
-            pending = self._due_at.get(deadline)
-            if pending is None:
-                self._due_at[deadline] = bucket
-                heapq.heappush(self.deadlines, deadline)
-            else:
-                pending.extend(bucket)
-        self._popped.clear()
+        if self._popped or self._firing_undo:
+            firing = self._firing
+            for deadline, saved in self._firing_undo.items():
+                if saved is None:
+                    firing.pop(deadline, None)
+                else:
+                    firing[deadline] = _Firing(*saved)
+            for deadline, bucket in self._popped:
+                pending = self._due_at.get(deadline)
+                if pending is None:
+                    self._due_at[deadline] = bucket
+                else:
+                    pending.extend(bucket)
+            self.deadlines[:] = {*self._due_at, *firing}
+            heapq.heapify(self.deadlines)
+            self._popped.clear()
+            self._firing_undo.clear()
         self.partners.rollback()
