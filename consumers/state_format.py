@@ -9,7 +9,8 @@ written and read in native code):
          [partner, customer, relationship, delegated_admin, subscriptions, status, recent_ids, evaluated_at]
 
 The header is what a restore needs to hold the account without building it (`Classifier.hold`): its
-indexes, the term ends it has not passed, and the partner view its verdicts were made with. The
+indexes, the term ends it has not passed, and the partner view its verdicts were made with
+(`version;partner=event_id,...`, `version|event_id,...` in values written before). The
 body is decoded on the account's first use. Flags are [active, occurred_at, event_id], a
 subscription [id, purchase, cancellation, renewal, verdict], events arrays of their fields (the
 account's ids not repeated). Times are ISO 8601 in UTC ending in Z, and dates YYYY-MM-DD, as orjson

@@ -36,6 +36,13 @@ from multichannel.state import Account, AccountState, Subscription, UndoCopy, me
 Bucket = list[AccountKey]
 """The accounts that had a subscription ending at one deadline when it was scheduled (a renewal or
 a cancellation may have moved it since: checked when the deadline fires)."""
+PartnerView = str
+"""What an account's verdicts depend on outside itself (`Classifier.partner_view`):
+`version;pid=eid,pid=eid,...`, the rule book's version, then for its partner, its customer and its
+sellers, sorted by partner id, the id of the partner event in force ("" when the partner is absent).
+`%`, `=` and `,` in ids (and `;`, `|` in the version) are written as %25, %3D, %2C (%3B, %7C). A plain
+string: compared as one at a restore, encoded as is, parsed only to name the cause of a re-evaluation
+(`view_entries`). Views saved by an earlier release, `version|eid,eid,...`, name no partners."""
 Held = tuple[str, str, Sequence[str], Sequence[datetime], str, bytes]
 """A restored account for `Classifier.hold_all`: partner, customer, sellers, pending deadlines, the
 partner view it was saved with, and its saved bytes."""
@@ -60,6 +67,43 @@ class _Firing:
     def __init__(self, keys: list[AccountKey], pos: int = 0) -> None:
         self.keys = keys
         self.pos = pos
+
+
+def _escape(text: str) -> str:
+    """An id as a `PartnerView` writes it."""
+    if "%" in text or "=" in text or "," in text:
+        return text.replace("%", "%25").replace("=", "%3D").replace(",", "%2C")
+    return text
+
+
+def _unescape(text: str) -> str:
+    """`_escape` undone (every % written is an escape: no replacement here can make a new one)."""
+    if "%" in text:
+        return text.replace("%2C", ",").replace("%3D", "=").replace("%25", "%")
+    return text
+
+
+def view_head(version: str) -> str:
+    """What every `PartnerView` of a rule book version starts with."""
+    return version.replace("%", "%25").replace(";", "%3B").replace("|", "%7C") + ";"
+
+
+def view_entries(view: str) -> dict[str, str] | None:
+    """The partner entries (partner id -> event id in force, "" when absent) of a saved partner view; None
+    for a view this release reads no entries from (an earlier release's `version|eid,...` named event ids
+    without their partners)."""
+    cut = view.find(";")
+    bar = view.find("|")
+    if cut < 0 or 0 <= bar < cut:
+        return None
+    entries: dict[str, str] = {}
+    body = view[cut + 1 :]
+    for piece in body.split(",") if body else ():
+        pid, sep, eid = piece.partition("=")
+        if not sep or "=" in eid:
+            return None
+        entries[_unescape(pid)] = _unescape(eid)
+    return entries
 
 
 def _add_to(index: dict[str, list[AccountKey]], name: str, key: AccountKey) -> None:
@@ -111,6 +155,11 @@ class Classifier:
         self._undo: dict[AccountKey, UndoCopy | None] = {}  # the account before the batch's first change
         self._dirty: set[AccountKey] = set()  # accounts the batch really changed (for the changelog)
         self._popped: list[tuple[datetime, Bucket]] = []
+        # Held accounts whose partner view moved since they were saved: the view they were saved with, until
+        # `reconcile` re-evaluates them (it names as cause the partner event that moved), and those that
+        # reconcile took in the open transaction (put back by a rollback).
+        self._stale_views: dict[AccountKey, PartnerView] = {}
+        self._reconciled: list[tuple[AccountKey, PartnerView]] = []
 
     # ------------------------------------------------------------------ events
     def apply(self, event: Event, clock: datetime) -> Step:
@@ -381,32 +430,50 @@ class Classifier:
     def reconcile(self, clock: datetime, keys: Iterable[AccountKey] | None = None) -> list[OutputRecord]:
         """Re-evaluate accounts against the current partner table and emit what differs from their
         last emitted records (after a restart, the table may have moved on since the state was saved).
-        The cause is the latest partner event among the partners the account depends on."""
+        The cause is the latest partner event (by occurred_at, then event_id) among those in force for
+        the partners the account depends on that are not the ones it was saved with (`hold_all` keeps
+        the saved view of each account it found stale): None when only the rule book's version moved.
+        An account with no saved view kept, or saved by an earlier release, counts every partner entry
+        as moved."""
         records: list[OutputRecord] = []
+        stale_views = self._stale_views
         for key in sorted(self if keys is None else keys):
             acct = self._account(key)
             if acct is None:
                 continue
+            saved = stale_views.pop(key, None) if stale_views else None
             if self._transactional:
                 self._touch(key, acct)
+                if saved is not None:
+                    self._reconciled.append((key, saved))
             mark = len(records)
             self._evaluate(acct, clock, None, records)
             if len(records) > mark:
                 acct.evaluated_at = clock
                 self._dirty.add(key)
-                cause = self._partner_cause(acct)
+                cause = self._partner_cause(acct, saved)
                 if cause is not None:
                     for r in records[mark:]:
                         r.caused_by_event_id = cause
         return records
 
-    def _partner_cause(self, acct: Account) -> str | None:
+    def _partner_cause(self, acct: Account, saved: PartnerView | None) -> str | None:
+        """The latest partner event in force among the account's partners whose event is not the one in
+        `saved` (its saved partner view; every one counts when there is none, or it names no partners)."""
         ids = {acct.partner_id, acct.customer_id}
         for sub in acct.subscriptions.values():
             if sub.purchase is not None and sub.purchase.seller_partner_id is not None:
                 ids.add(sub.purchase.seller_partner_id)
-        entries = [e for e in (self.partners.entry(i) for i in ids) if e is not None]
-        return max(entries, key=lambda e: e.order).event_id if entries else None
+        before = None if saved is None else view_entries(saved)
+        entries = self.partners.entries
+        latest = None
+        for pid in ids:
+            entry = entries.get(pid)
+            if entry is None or (before is not None and before.get(pid) == entry.event_id):
+                continue
+            if latest is None or entry.order > latest.order:
+                latest = entry
+        return None if latest is None else latest.event_id
 
     # ------------------------------------------------------------------ storage and transactions
     def _touch(self, key: AccountKey, acct: Account) -> None:
@@ -461,15 +528,17 @@ class Classifier:
         acct = self._accounts[key] = Account.restore(self._thaw(saved))
         return acct
 
-    def partner_view(self, partner_id: str, customer_id: str, sellers: Iterable[str]) -> str:
-        """What an account's verdicts depend on outside itself: the rule book's version and the partner
-        events in force for its partner, its customer and its sellers. Saved with the account; when it
-        is the same at a restore, the account's verdicts are current and it needs no re-evaluation."""
+    def partner_view(self, partner_id: str, customer_id: str, sellers: Iterable[str]) -> PartnerView:
+        """What an account's verdicts depend on outside itself (see `PartnerView`). Saved with the account;
+        when it is the same at a restore, the account's verdicts are current and it needs no re-evaluation."""
         entries = self.partners.entries
-        ids = sorted({partner_id, customer_id, *sellers})
-        return self.rulebook_version + "|" + ",".join([getattr(entries.get(i), "event_id", "") for i in ids])
+        pieces = []
+        for i in sorted({partner_id, customer_id, *sellers}):
+            entry = entries.get(i)
+            pieces.append(_escape(i) + "=" + ("" if entry is None else _escape(entry.event_id)))
+        return view_head(self.rulebook_version) + ",".join(pieces)
 
-    def account_view(self, acct: Account) -> str:
+    def account_view(self, acct: Account) -> PartnerView:
         """`partner_view` of a held-in-memory account (its sellers read from its purchases)."""
         sellers = [
             p.seller_partner_id
@@ -496,11 +565,17 @@ class Classifier:
     def hold_all(self, restored: Iterable[Held], thaw: Thaw) -> list[AccountKey]:
         """`hold` for a whole restored partition in one pass (a restore holds tens of thousands of
         accounts: no call per index entry, one heapify for the new deadlines). Returns the keys whose
-        partner view moved since they were saved."""
+        partner view moved since they were saved, and keeps their saved views for `reconcile`. A view
+        saved by an earlier release (`version|eid,...`) is compared in its own form: an account whose
+        partners have not moved since is not re-evaluated because the form changed."""
         self._thaw = thaw
         accounts, held, due_at = self._accounts, self._held, self._due_at
         by_partner, by_customer, by_seller = self._by_partner, self._by_customer, self._by_seller
-        partner_view = self.partner_view
+        stale_views = self._stale_views
+        entries = self.partners.entries
+        version = self.rulebook_version
+        head, legacy_head = view_head(version), version + "|"
+        pieces: dict[str, str] = {}  # partner -> "pid=eid", for partners seen in more than one account
         new_deadlines = False
         stale: list[AccountKey] = []
         for partner_id, customer_id, sellers, deadlines, view, saved in restored:
@@ -522,8 +597,27 @@ class Classifier:
                     new_deadlines = True
                 else:
                     bucket.append(key)
-            if view != partner_view(partner_id, customer_id, sellers):
+            ids = sorted({partner_id, customer_id, *sellers}) if sellers else sorted((partner_id, customer_id))
+            if view.startswith(head):
+                parts = []
+                for i in ids:
+                    piece = pieces.get(i)
+                    if piece is None:
+                        entry = entries.get(i)
+                        piece = _escape(i) + "=" + ("" if entry is None else _escape(entry.event_id))
+                        if i is not customer_id:  # a customer id rarely comes again: not worth keeping
+                            pieces[i] = piece
+                    parts.append(piece)
+                current = head + ",".join(parts)
+            elif view.startswith(legacy_head):  # an earlier release's view
+                current = legacy_head + ",".join([getattr(entries.get(i), "event_id", "") for i in ids])
+            else:  # another rule book version's, or none this release reads
+                current = None
+            if view != current:
                 stale.append(key)
+                stale_views[key] = view
+            elif stale_views:
+                stale_views.pop(key, None)
         if new_deadlines:
             self.deadlines[:] = {*due_at, *self._firing}
             heapq.heapify(self.deadlines)
@@ -555,6 +649,7 @@ class Classifier:
         dropped = {key for key in keys if self._accounts.pop(key, None) is not None or held.pop(key, None) is not None}
         for key in dropped:
             self._undo.pop(key, None)
+            self._stale_views.pop(key, None)
         self._dirty -= dropped
         self._unindex_accounts(dropped)
 
@@ -575,6 +670,7 @@ class Classifier:
         self._dirty.clear()
         self._popped.clear()
         self._firing_undo.clear()
+        self._reconciled.clear()
         self.partners.commit()
 
     def rollback(self) -> None:
@@ -590,6 +686,9 @@ class Classifier:
         self._unindex_accounts(opened)
         self._undo.clear()
         self._dirty.clear()
+        for key, view in self._reconciled:
+            self._stale_views[key] = view
+        self._reconciled.clear()
         if self._popped or self._firing_undo:
             firing = self._firing
             for deadline, saved in self._firing_undo.items():
