@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from multichannel.model import (
     RULEBOOK_VERSION,
@@ -31,7 +32,15 @@ from multichannel.model import (
 from multichannel.partners import ABSENT, PartnerTable
 from multichannel.records import CustomerStatusRecord, OutputRecord, SubscriptionDecision
 from multichannel.rules import AccountContext, classify_subscription, customer_status
-from multichannel.state import Account, AccountState, Subscription, UndoCopy, merge_flag
+from multichannel.state import (
+    Account,
+    AccountState,
+    Subscription,
+    SubscriptionParts,
+    UndoCopy,
+    merge_flag,
+    subscription_parts,
+)
 
 Bucket = list[AccountKey]
 """The accounts that had a subscription ending at one deadline when it was scheduled (a renewal or
@@ -46,6 +55,24 @@ string: compared as one at a restore, encoded as is, parsed only to name the cau
 Held = tuple[str, str, Sequence[str], Sequence[datetime], str, bytes]
 """A restored account for `Classifier.hold_all`: partner, customer, sellers, pending deadlines, the
 partner view it was saved with, and its saved bytes."""
+
+
+class AccountChange(NamedTuple):
+    """What a transaction changed in one account (`Classifier.changes`)."""
+
+    key: AccountKey
+    account: Account
+    """The engine's working copy: read it before `commit`, never change it."""
+    subscription_ids: tuple[str, ...]
+    """The subscriptions (sorted) whose purchase, cancellation, renewal or stored verdict is not what it was
+    at the last commit, new ones included."""
+    appended: int
+    """Event ids appended to the account's dedup window since the last commit."""
+
+
+Marks = dict[str, SubscriptionParts | None]
+"""A touched account's subscriptions that an event or an evaluation may have changed since the last
+commit, each with what it was before (None: it did not exist)."""
 
 
 Thaw = Callable[[bytes], AccountState]
@@ -154,6 +181,7 @@ class Classifier:
         self._firing_undo: dict[datetime, tuple[list[AccountKey], int] | None] = {}
         self._undo: dict[AccountKey, UndoCopy | None] = {}  # the account before the batch's first change
         self._dirty: set[AccountKey] = set()  # accounts the batch really changed (for the changelog)
+        self._marks: dict[AccountKey, Marks] = {}  # per touched account: subscriptions maybe changed (`changes`)
         self._popped: list[tuple[datetime, Bucket]] = []
         # Held accounts whose partner view moved since they were saved: the view they were saved with, until
         # `reconcile` re-evaluates them (it names as cause the partner event that moved), and those that
@@ -176,19 +204,22 @@ class Classifier:
         key = (event.partner_id, event.customer_id)
         acct = self._accounts.get(key)
         eid = event.event_id
+        marks: Marks | None = None
         if acct is None and (not self._held or (acct := self._thawed(key)) is None):
             acct = self._accounts[key] = Account(key[0], key[1])
             self._index_account(key)
             if self._transactional:
                 self._undo.setdefault(key, None)
+                marks = self._marks.setdefault(key, {})
                 self._dirty.add(key)
         elif eid in acct.recent:
             return None
         elif self._transactional:
-            self._touch(key, acct)
+            marks = self._touch(key, acct)
             self._dirty.add(key)
         recent = acct.recent
         recent.append(eid)
+        acct.seq += 1
         if len(recent) > self._window:
             del recent[0]
         acct.evaluated_at = clock  # every verdict is current at `clock`: due timers fired first
@@ -198,6 +229,8 @@ class Classifier:
             sid = event.subscription_id  # type: ignore[union-attr]
             subs = acct.subscriptions
             sub = subs.get(sid)
+            if marks is not None and sid not in marks:
+                marks[sid] = None if sub is None else subscription_parts(sub)
             if kind is SubscriptionPurchased:
                 if sub is None:
                     sub = subs[sid] = Subscription(sid, event)  # type: ignore[arg-type]
@@ -399,6 +432,7 @@ class Classifier:
         ctx = self._context(acct, clock)
         version = self.rulebook_version
         pid, cid = acct.partner_id, acct.customer_id
+        marks = self._marks.get((pid, cid)) if self._transactional else None
         left: list[str] = []  # decision codes that changed, before and after: the counts moved unless
         came: list[str] = []  # the two are the same multiset
         classified = False
@@ -410,6 +444,8 @@ class Classifier:
             verdict = classify_subscription(ctx, sub)
             old = sub.verdict
             if verdict != old:
+                if marks is not None and sid not in marks:
+                    marks[sid] = (sid, sub.purchase, sub.cancellation, sub.renewal, old)
                 sub.verdict = verdict
                 if acct.reclassified(old, verdict):
                     left.append("" if old is None else old[0]._value_)
@@ -476,10 +512,13 @@ class Classifier:
         return None if latest is None else latest.event_id
 
     # ------------------------------------------------------------------ storage and transactions
-    def _touch(self, key: AccountKey, acct: Account) -> None:
-        """Keep the account's snapshot before the batch's first change of it."""
+    def _touch(self, key: AccountKey, acct: Account) -> Marks:
+        """Keep the account's snapshot before the batch's first change of it; its marks (`changes`)."""
         if key not in self._undo:
             self._undo[key] = acct.undo_copy()
+            marks = self._marks[key] = {}
+            return marks
+        return self._marks[key]
 
     def _index_account(self, key: AccountKey) -> None:
         """Index a key not held before (a new or a restored account)."""
@@ -649,6 +688,7 @@ class Classifier:
         dropped = {key for key in keys if self._accounts.pop(key, None) is not None or held.pop(key, None) is not None}
         for key in dropped:
             self._undo.pop(key, None)
+            self._marks.pop(key, None)
             self._stale_views.pop(key, None)
         self._dirty -= dropped
         self._unindex_accounts(dropped)
@@ -660,6 +700,28 @@ class Classifier:
         accounts = self._accounts
         return [(key, acct) for key in self._dirty if (acct := accounts.get(key)) is not None]
 
+    def changes(self) -> list[AccountChange]:
+        """`changed_accounts` in (partner_id, customer_id) order, each with the subscriptions whose state moved
+        since the last commit and how many event ids its dedup window took meanwhile (kept per event as it
+        is applied: no pass over an account's subscriptions here, only over those marked). Empty without
+        `transactional`."""
+        accounts, undo, all_marks = self._accounts, self._undo, self._marks
+        out: list[AccountChange] = []
+        for key in sorted(self._dirty):
+            acct = accounts.get(key)
+            if acct is None:
+                continue
+            subs = acct.subscriptions
+            moved = [
+                sid
+                for sid, before in all_marks.get(key, {}).items()
+                if (sub := subs.get(sid)) is not None and (before is None or subscription_parts(sub) != before)
+            ]
+            moved.sort()
+            old = undo.get(key)
+            out.append(AccountChange(key, acct, tuple(moved), acct.seq - (0 if old is None else old[8])))
+        return out
+
     def pending_changes(self) -> dict[AccountKey, AccountState]:
         """`changed_accounts` as snapshots."""
         return {key: acct.snapshot() for key, acct in self.changed_accounts()}
@@ -667,6 +729,7 @@ class Classifier:
     def commit(self) -> None:
         """Make the changes since the last commit permanent (read them first with `changed_accounts`)."""
         self._undo.clear()
+        self._marks.clear()
         self._dirty.clear()
         self._popped.clear()
         self._firing_undo.clear()
@@ -685,6 +748,7 @@ class Classifier:
                 self._accounts[key] = Account.from_undo_copy(old)
         self._unindex_accounts(opened)
         self._undo.clear()
+        self._marks.clear()
         self._dirty.clear()
         for key, view in self._reconciled:
             self._stale_views[key] = view

@@ -102,10 +102,19 @@ class AccountState(NamedTuple):
     """The clock of the account's latest evaluation: every deadline of its subscriptions at or before it
     has been passed (a restored account fires only later ones). None in states written before it was
     kept."""
+    seq: int | None = None
+    """How many event ids were appended to the dedup window over the account's life (`Account.seq`); None
+    while that is len(recent_event_ids), no id having left the window yet, which is also what a state
+    written without it reads as (the changelog formats do not carry it). See `appended_ids`."""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.partner_id, self.customer_id)
+
+    @property
+    def appended_ids(self) -> int:
+        """`seq`, or len(recent_event_ids) when it is None."""
+        return len(self.recent_event_ids) if self.seq is None else self.seq
 
 
 class Subscription:
@@ -176,7 +185,7 @@ class Subscription:
         return SubscriptionState(self.subscription_id, self.purchase, self.cancellation, self.renewal, self.verdict)
 
 
-_subscription_parts: Callable[[Subscription], SubscriptionParts] = attrgetter(
+subscription_parts: Callable[[Subscription], SubscriptionParts] = attrgetter(
     "subscription_id", "purchase", "cancellation", "renewal", "verdict"
 )
 """A subscription's `SubscriptionParts`, read in one native call."""
@@ -201,6 +210,7 @@ class Account:
         "partner_id",
         "recent",
         "relationship",
+        "seq",
         "status",
         "subscriptions",
     )
@@ -219,6 +229,8 @@ class Account:
         """The rules' view of the account, kept by the engine between events (see Classifier._context)."""
         self.evaluated_at: datetime | None = None
         """See AccountState.evaluated_at."""
+        self.seq = 0
+        """Event ids appended to `recent` over the account's life (the engine adds one per applied event)."""
 
     def reclassified(self, old: Verdict | None, new: Verdict) -> bool:
         """Account for one subscription's verdict moving from `old` to `new`; True when its decision
@@ -252,6 +264,7 @@ class Account:
             None if status is None else StatusSnapshot(status, tuple(sorted(self.counts.items()))),
             tuple(self.recent),
             self.evaluated_at,
+            None if self.seq == len(self.recent) else self.seq,
         )
 
     def undo_copy(self) -> UndoCopy:
@@ -263,16 +276,17 @@ class Account:
             self.customer_id,
             self.relationship,
             self.delegated_admin,
-            list(map(_subscription_parts, self.subscriptions.values())),
+            list(map(subscription_parts, self.subscriptions.values())),
             self.status,
             tuple(self.recent),
             self.evaluated_at,
+            self.seq,
         )
 
     @classmethod
     def from_undo_copy(cls, copy: UndoCopy) -> Account:
-        pid, cid, relationship, admin, subs, status, recent, evaluated_at = copy
-        return cls._build(pid, cid, relationship, admin, subs, status, recent, evaluated_at)
+        pid, cid, relationship, admin, subs, status, recent, evaluated_at, seq = copy
+        return cls._build(pid, cid, relationship, admin, subs, status, recent, evaluated_at, seq)
 
     @classmethod
     def restore(cls, state: AccountState) -> Account:
@@ -287,6 +301,7 @@ class Account:
             status,
             state.recent_event_ids,
             state.evaluated_at,
+            state.appended_ids,
         )
 
     @classmethod
@@ -300,6 +315,7 @@ class Account:
         status: CustomerStatus | None,
         recent: Iterable[str],
         evaluated_at: datetime | None,
+        seq: int,
     ) -> Account:
         acct = cls(partner_id, customer_id)
         acct.relationship = relationship
@@ -307,6 +323,7 @@ class Account:
         acct.recent = list(recent)
         acct.status = status
         acct.evaluated_at = evaluated_at
+        acct.seq = seq
         subs = acct.subscriptions
         for sid, purchase, cancellation, renewal, verdict in subscriptions:
             subs[sid] = Subscription(sid, purchase, cancellation, renewal, verdict)
@@ -320,6 +337,14 @@ SubscriptionParts = tuple[
 ]
 """(subscription_id, purchase, cancellation, renewal, verdict): a `SubscriptionState` is one too."""
 UndoCopy = tuple[
-    str, str, Flag | None, Flag | None, list[SubscriptionParts], CustomerStatus | None, tuple[str, ...], datetime | None
+    str,
+    str,
+    Flag | None,
+    Flag | None,
+    list[SubscriptionParts],
+    CustomerStatus | None,
+    tuple[str, ...],
+    datetime | None,
+    int,
 ]
 """See `Account.undo_copy`."""
