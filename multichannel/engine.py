@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from multichannel.model import (
     RULEBOOK_VERSION,
@@ -52,9 +52,10 @@ sellers, sorted by partner id, the id of the partner event in force ("" when the
 `%`, `=` and `,` in ids (and `;`, `|` in the version) are written as %25, %3D, %2C (%3B, %7C). A plain
 string: compared as one at a restore, encoded as is, parsed only to name the cause of a re-evaluation
 (`view_entries`). Views saved by an earlier release, `version|eid,eid,...`, name no partners."""
-Held = tuple[str, str, Sequence[str], Sequence[datetime], str, bytes]
+Held = tuple[str, str, Sequence[str], Sequence[datetime], str, object]
 """A restored account for `Classifier.hold_all`: partner, customer, sellers, pending deadlines, the
-partner view it was saved with, and its saved bytes."""
+partner view it was saved with, and what the host saved it as (opaque to the engine: its changelog
+value, say), handed to `Thaw` on the account's first use."""
 
 
 class AccountChange(NamedTuple):
@@ -75,8 +76,11 @@ Marks = dict[str, SubscriptionParts | None]
 commit, each with what it was before (None: it did not exist)."""
 
 
-Thaw = Callable[[bytes], AccountState]
-"""Turns a held account's saved bytes into its state (the host's changelog decoder)."""
+Thaw = Callable[[Any], AccountState | Account]
+"""Turns a held account's saved payload into its state (the host's changelog decoder), or into a working
+copy itself (`Account.build`, for a host that keeps an account's parts apart)."""
+
+_NOT_HELD = object()
 
 
 Step = list[OutputRecord] | None
@@ -161,9 +165,9 @@ class Classifier:
         self.rulebook_version = rulebook_version
         self._window = dedup_window
         self._accounts: dict[AccountKey, Account] = {}
-        # Restored accounts not touched yet, as their saved bytes: a restore costs no decoding, and an
+        # Restored accounts not touched yet, as their saved payloads: a restore costs no decoding, and an
         # account is built on first use (`_thawed`). Indexed and scheduled like the others.
-        self._held: dict[AccountKey, bytes] = {}
+        self._held: dict[AccountKey, object] = {}
         self._thaw: Thaw | None = None
         # Reverse indexes, append-only lists (appending is cheaper than hashing into a large set). An
         # account is indexed by partner and customer once, when it is opened or restored; by seller
@@ -551,7 +555,7 @@ class Classifier:
 
     @property
     def held(self) -> int:
-        """Restored accounts still kept as their saved bytes."""
+        """Restored accounts still kept as their saved payloads."""
         return len(self._held)
 
     def _account(self, key: AccountKey) -> Account | None:
@@ -559,12 +563,13 @@ class Classifier:
         return acct if acct is not None or not self._held else self._thawed(key)
 
     def _thawed(self, key: AccountKey) -> Account | None:
-        """Build a held account from its saved bytes, on its first use (None when it is not held)."""
-        saved = self._held.pop(key, None)
-        if saved is None:
+        """Build a held account from its saved payload, on its first use (None when it is not held)."""
+        saved = self._held.pop(key, _NOT_HELD)
+        if saved is _NOT_HELD:
             return None
         assert self._thaw is not None
-        acct = self._accounts[key] = Account.restore(self._thaw(saved))
+        thawed = self._thaw(saved)
+        acct = self._accounts[key] = thawed if isinstance(thawed, Account) else Account.restore(thawed)
         return acct
 
     def partner_view(self, partner_id: str, customer_id: str, sellers: Iterable[str]) -> PartnerView:
@@ -592,10 +597,10 @@ class Classifier:
         sellers: Iterable[str],
         deadlines: Iterable[datetime],
         view: str,
-        saved: bytes,
+        saved: object,
         thaw: Thaw,
     ) -> bool:
-        """Hold a restored account as its saved bytes, built by `thaw` on first use: indexed under its
+        """Hold a restored account as its saved payload, built by `thaw` on first use: indexed under its
         partner, customer and `sellers`, with timers for `deadlines` (those it has not passed). True
         when the partner view it was saved with (`partner_view`) is no longer current: the caller
         re-evaluates it with `reconcile`."""
@@ -606,7 +611,10 @@ class Classifier:
         accounts: no call per index entry, one heapify for the new deadlines). Returns the keys whose
         partner view moved since they were saved, and keeps their saved views for `reconcile`. A view
         saved by an earlier release (`version|eid,...`) is compared in its own form: an account whose
-        partners have not moved since is not re-evaluated because the form changed."""
+        partners have not moved since is not re-evaluated because the form changed. Every held account is
+        thawed by the same `thaw`: another one while accounts are still held is refused (ValueError)."""
+        if self._held and self._thaw is not None and thaw != self._thaw:
+            raise ValueError("accounts are held for another thaw: one thaw decodes every held account")
         self._thaw = thaw
         accounts, held, due_at = self._accounts, self._held, self._due_at
         by_partner, by_customer, by_seller = self._by_partner, self._by_customer, self._by_seller

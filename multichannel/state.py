@@ -117,6 +117,18 @@ class AccountState(NamedTuple):
         return len(self.recent_event_ids) if self.seq is None else self.seq
 
 
+class AccountFields(NamedTuple):
+    """An account's own fields, its subscriptions and dedup window aside (`Account.build`, `Account.fields`)."""
+
+    partner_id: str
+    customer_id: str
+    relationship: Flag | None = None
+    delegated_admin: Flag | None = None
+    status: StatusSnapshot | None = None
+    """Its counts are not read back: a working copy counts its subscriptions' verdicts."""
+    evaluated_at: datetime | None = None
+
+
 class Subscription:
     """The engine's working copy of a subscription. `term_end` and `deadline` are derived, kept up to
     date by the merges, so that the rules and the timers read them as plain attributes."""
@@ -302,6 +314,43 @@ class Account:
             state.recent_event_ids,
             state.evaluated_at,
             state.appended_ids,
+        )
+
+    @classmethod
+    def build(
+        cls,
+        fields: AccountFields,
+        subscriptions: Iterable[SubscriptionState],
+        recent_event_ids: Iterable[str],
+        seq: int | None = None,
+    ) -> Account:
+        """A working copy from its parts, for a host that keeps them apart (an account's fields, each
+        subscription, the dedup window's ids, oldest first): what `restore` builds of the `AccountState`
+        holding the same. `seq` None counts the window's ids (`AccountState.appended_ids`)."""
+        recent = list(recent_event_ids)
+        status = fields.status
+        return cls._build(
+            fields.partner_id,
+            fields.customer_id,
+            fields.relationship,
+            fields.delegated_admin,
+            subscriptions,
+            None if status is None else status.status,
+            recent,
+            fields.evaluated_at,
+            len(recent) if seq is None else seq,
+        )
+
+    def fields(self) -> AccountFields:
+        """The account's own fields as `build` takes them (no pass over its subscriptions)."""
+        status = self.status
+        return AccountFields(
+            self.partner_id,
+            self.customer_id,
+            self.relationship,
+            self.delegated_admin,
+            None if status is None else StatusSnapshot(status, tuple(sorted(self.counts.items()))),
+            self.evaluated_at,
         )
 
     @classmethod
