@@ -345,7 +345,9 @@ class Classifier:
                     f = firing[deadline] = _Firing(sorted(set(bucket)))
                 else:  # accounts restored at a deadline partly fired: they join its remainder, in order
                     f = firing[deadline] = _Firing(sorted({*f.keys[f.pos :], *bucket}))
-            assert f is not None
+            if f is None:  # neither a bucket nor a firing: nothing left at this deadline
+                heapq.heappop(deadlines)
+                continue
             keys, pos, end = f.keys, f.pos, len(f.keys)
             full = False
             while pos < end:
