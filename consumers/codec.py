@@ -16,6 +16,7 @@ from config.settings import Settings
 from consumers.serde import Decoder, OutputEncoders, TopicKind, check_key, event_decoder
 from consumers.state_format import decode_state, encode_account
 from multichannel.codec import state_from_record
+from multichannel.engine import SavedView
 from multichannel.errors import InvalidEvent
 from multichannel.model import Event
 from multichannel.parse import parse_event, typed_subscription_event
@@ -70,7 +71,7 @@ class ServiceCodec:
         return out
 
     @staticmethod
-    def encode_account(acct: Account, partner_view: str) -> bytes:
+    def encode_account(acct: Account, partner_view: SavedView) -> bytes:
         """The changelog's own compact format (`consumers.state_format`), not Avro."""
         return encode_account(acct, partner_view)
 

@@ -10,8 +10,8 @@ written and read in native code):
 
 The header is what a restore needs to hold the account without building it (`Classifier.hold`): its
 indexes, the term ends it has not passed, and the partner view its verdicts were made with
-(`version;partner=event_id,...`, `version|event_id,...` in values written before). The
-body is decoded on the account's first use. Flags are [active, occurred_at, event_id], a
+(`Classifier.partner_view`, an object of strings; the string `version|event_id,...` in values written
+before). The body is decoded on the account's first use. Flags are [active, occurred_at, event_id], a
 subscription [id, purchase, cancellation, renewal, verdict], events arrays of their fields (the
 account's ids not repeated). Times are ISO 8601 in UTC ending in Z, and dates YYYY-MM-DD, as orjson
 writes them. Codes (billing model, channel, decision, reason, rule, next actions, customer status) are
@@ -34,7 +34,7 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from multichannel.engine import Held
+from multichannel.engine import Held, SavedView
 from multichannel.model import (
     BillingModel,
     Channel,
@@ -161,11 +161,11 @@ class Header(NamedTuple):
     customer_id: str
     sellers: list[str]
     deadlines: list[datetime]
-    partner_view: str
+    partner_view: SavedView
     evaluated_at: datetime | None
 
 
-def encode_account(acct: Account, partner_view: str) -> bytes:
+def encode_account(acct: Account, partner_view: SavedView) -> bytes:
     """One account, read from the engine's working copy (no snapshot is made), as a changelog value
     (format 0x02); `partner_view` is `Classifier.partner_view` of the account."""
     subs: list[Any] = []

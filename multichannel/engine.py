@@ -12,7 +12,7 @@ the changelog. `classify` never rolls back and keeps no snapshots.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -45,14 +45,18 @@ from multichannel.state import (
 Bucket = list[AccountKey]
 """The accounts that had a subscription ending at one deadline when it was scheduled (a renewal or
 a cancellation may have moved it since: checked when the deadline fires)."""
-PartnerView = str
-"""What an account's verdicts depend on outside itself (`Classifier.partner_view`):
-`version;pid=eid,pid=eid,...`, the rule book's version, then for its partner, its customer and its
-sellers, sorted by partner id, the id of the partner event in force ("" when the partner is absent).
-`%`, `=` and `,` in ids (and `;`, `|` in the version) are written as %25, %3D, %2C (%3B, %7C). A plain
-string: compared as one at a restore, encoded as is, parsed only to name the cause of a re-evaluation
-(`view_entries`). Views saved by an earlier release, `version|eid,eid,...`, name no partners."""
-Held = tuple[str, str, Sequence[str], Sequence[datetime], str, object]
+VIEW_VERSION = ""
+"""The key of the rule book's version in a `PartnerView` (no partner id is empty)."""
+PartnerView = dict[str, str]
+"""What an account's verdicts depend on outside itself (`Classifier.partner_view`): under `VIEW_VERSION`
+the rule book's version, and for its partner, its customer and each of its sellers, partner id -> the id
+of the partner event in force ("" when the partner is absent from the table). A plain mapping of strings:
+the changelog encodes it as it is (a JSON object), a restore compares it entry by entry, and the entries
+that differ name the cause of a re-evaluation."""
+SavedView = PartnerView | str
+"""A partner view as a restored account was saved with: a `PartnerView`, or (values written by an earlier
+release) the string `version|eid,eid,...`, its event ids in partner id order without their partners."""
+Held = tuple[str, str, Sequence[str], Sequence[datetime], SavedView, object]
 """A restored account for `Classifier.hold_all`: partner, customer, sellers, pending deadlines, the
 partner view it was saved with, and what the host saved it as (opaque to the engine: its changelog
 value, say), handed to `Thaw` on the account's first use."""
@@ -100,41 +104,11 @@ class _Firing:
         self.pos = pos
 
 
-def _escape(text: str) -> str:
-    """An id as a `PartnerView` writes it."""
-    if "%" in text or "=" in text or "," in text:
-        return text.replace("%", "%25").replace("=", "%3D").replace(",", "%2C")
-    return text
-
-
-def _unescape(text: str) -> str:
-    """`_escape` undone (every % written is an escape: no replacement here can make a new one)."""
-    if "%" in text:
-        return text.replace("%2C", ",").replace("%3D", "=").replace("%25", "%")
-    return text
-
-
-def view_head(version: str) -> str:
-    """What every `PartnerView` of a rule book version starts with."""
-    return version.replace("%", "%25").replace(";", "%3B").replace("|", "%7C") + ";"
-
-
-def view_entries(view: str) -> dict[str, str] | None:
-    """The partner entries (partner id -> event id in force, "" when absent) of a saved partner view; None
-    for a view this release reads no entries from (an earlier release's `version|eid,...` named event ids
-    without their partners)."""
-    cut = view.find(";")
-    bar = view.find("|")
-    if cut < 0 or 0 <= bar < cut:
-        return None
-    entries: dict[str, str] = {}
-    body = view[cut + 1 :]
-    for piece in body.split(",") if body else ():
-        pid, sep, eid = piece.partition("=")
-        if not sep or "=" in eid:
-            return None
-        entries[_unescape(pid)] = _unescape(eid)
-    return entries
+def _view_ids(partner_id: str, customer_id: str, sellers: Sequence[str]) -> Collection[str]:
+    """The partners a view names: the account's partner, its customer and its sellers, each once."""
+    if sellers:
+        return {partner_id, customer_id, *sellers}
+    return (partner_id,) if partner_id == customer_id else (partner_id, customer_id)
 
 
 def _add_to(index: dict[str, list[AccountKey]], name: str, key: AccountKey) -> None:
@@ -190,8 +164,8 @@ class Classifier:
         # Held accounts whose partner view moved since they were saved: the view they were saved with, until
         # `reconcile` re-evaluates them (it names as cause the partner event that moved), and those that
         # reconcile took in the open transaction (put back by a rollback).
-        self._stale_views: dict[AccountKey, PartnerView] = {}
-        self._reconciled: list[tuple[AccountKey, PartnerView]] = []
+        self._stale_views: dict[AccountKey, SavedView] = {}
+        self._reconciled: list[tuple[AccountKey, SavedView]] = []
 
     # ------------------------------------------------------------------ events
     def apply(self, event: Event, clock: datetime) -> Step:
@@ -499,14 +473,15 @@ class Classifier:
                         r.caused_by_event_id = cause
         return records
 
-    def _partner_cause(self, acct: Account, saved: PartnerView | None) -> str | None:
+    def _partner_cause(self, acct: Account, saved: SavedView | None) -> str | None:
         """The latest partner event in force among the account's partners whose event is not the one in
-        `saved` (its saved partner view; every one counts when there is none, or it names no partners)."""
+        `saved` (its saved partner view; every one counts when there is none, or it is an earlier release's
+        string, which names no partners)."""
         ids = {acct.partner_id, acct.customer_id}
         for sub in acct.subscriptions.values():
             if sub.purchase is not None and sub.purchase.seller_partner_id is not None:
                 ids.add(sub.purchase.seller_partner_id)
-        before = None if saved is None else view_entries(saved)
+        before = saved if type(saved) is dict else None
         entries = self.partners.entries
         latest = None
         for pid in ids:
@@ -578,11 +553,11 @@ class Classifier:
         """What an account's verdicts depend on outside itself (see `PartnerView`). Saved with the account;
         when it is the same at a restore, the account's verdicts are current and it needs no re-evaluation."""
         entries = self.partners.entries
-        pieces = []
-        for i in sorted({partner_id, customer_id, *sellers}):
+        view = {VIEW_VERSION: self.rulebook_version}
+        for i in sorted({partner_id, customer_id, *sellers}):  # sorted: the same JSON for the same view
             entry = entries.get(i)
-            pieces.append(_escape(i) + "=" + ("" if entry is None else _escape(entry.event_id)))
-        return view_head(self.rulebook_version) + ",".join(pieces)
+            view[i] = "" if entry is None else entry.event_id
+        return view
 
     def account_view(self, acct: Account) -> PartnerView:
         """`partner_view` of a held-in-memory account (its sellers read from its purchases)."""
@@ -598,7 +573,7 @@ class Classifier:
         key: AccountKey,
         sellers: Iterable[str],
         deadlines: Iterable[datetime],
-        view: str,
+        view: SavedView,
         saved: object,
         thaw: Thaw,
     ) -> bool:
@@ -623,8 +598,7 @@ class Classifier:
         stale_views = self._stale_views
         entries = self.partners.entries
         version = self.rulebook_version
-        head, legacy_head = view_head(version), version + "|"
-        pieces: dict[str, str] = {}  # partner -> "pid=eid", for partners seen in more than one account
+        legacy_head = version + "|"
         new_deadlines = False
         stale: list[AccountKey] = []
         for partner_id, customer_id, sellers, deadlines, view, saved in restored:
@@ -646,23 +620,21 @@ class Classifier:
                     new_deadlines = True
                 else:
                     bucket.append(key)
-            ids = sorted({partner_id, customer_id, *sellers}) if sellers else sorted((partner_id, customer_id))
-            if view.startswith(head):
-                parts = []
-                for i in ids:
-                    piece = pieces.get(i)
-                    if piece is None:
+            ids = _view_ids(partner_id, customer_id, sellers)
+            if type(view) is dict:  # current when it names exactly these partners, each at its event in force
+                current = view.get(VIEW_VERSION) == version and len(view) == len(ids) + 1
+                if current:
+                    for i in ids:
                         entry = entries.get(i)
-                        piece = _escape(i) + "=" + ("" if entry is None else _escape(entry.event_id))
-                        if i is not customer_id:  # a customer id rarely comes again: not worth keeping
-                            pieces[i] = piece
-                    parts.append(piece)
-                current = head + ",".join(parts)
-            elif view.startswith(legacy_head):  # an earlier release's view
-                current = legacy_head + ",".join([getattr(entries.get(i), "event_id", "") for i in ids])
-            else:  # another rule book version's, or none this release reads
-                current = None
-            if view != current:
+                        if view.get(i) != ("" if entry is None else entry.event_id):
+                            current = False
+                            break
+            elif type(view) is str and view.startswith(legacy_head):  # an earlier release's view
+                ordered = sorted(ids)
+                current = view == legacy_head + ",".join([getattr(entries.get(i), "event_id", "") for i in ordered])
+            else:  # none this release reads
+                current = False
+            if not current:
                 stale.append(key)
                 stale_views[key] = view
             elif stale_views:
