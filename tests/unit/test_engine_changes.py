@@ -55,6 +55,9 @@ def run(engine: Classifier, stream: list[Event], clock: datetime) -> tuple[datet
 def test_changes_name_exactly_the_subscriptions_whose_state_moved_and_the_ids_appended(
     seed: int, cut: float, size: int
 ) -> None:
+    """For random batches (partner changes and timers included), the (account, subscription) pairs reported
+    are exactly those whose snapshot differs after the batch, `appended` is the ids its applied events added,
+    and a rollback clears both."""
     stream = events(seed)
     head = int(len(stream) * cut)
     engine = Classifier(dedup_window=16)  # small: ids leave the window, seq goes past len(recent)
@@ -67,6 +70,14 @@ def test_changes_name_exactly_the_subscriptions_whose_state_moved_and_the_ids_ap
     changes = engine.changes()
 
     assert [c.key for c in changes] == sorted(key for key, _acct in engine.changed_accounts())
+    reported = {(c.key, sid) for c in changes for sid in c.subscription_ids}
+    differing = {
+        (key, sid)
+        for key, state in after.items()
+        for sid, sub in state.subscriptions.items()
+        if (old := before.get(key)) is None or old.subscriptions.get(sid) != sub
+    }
+    assert reported == differing
     assert {key for key, state in after.items() if before.get(key) != state} <= {c.key for c in changes}
     assert {key for key, n in appended.items() if n} <= {c.key for c in changes}
     for change in changes:
@@ -99,6 +110,8 @@ def committed(window: int = 256) -> Classifier:
 
 
 def test_a_verdict_that_moves_and_comes_back_within_the_batch_is_not_a_change() -> None:
+    """A verdict moved and moved back within one batch is not reported (its state is what it was at the
+    commit); its events still count as appended."""
     engine = committed()
     engine.apply(RelationshipAccepted("r1", T.replace(hour=1), "P1", "C1"), T)  # S1, S2: R9 -> R10
     engine.apply(RelationshipEnded("r2", T.replace(hour=2), "P1", "C1"), T)  # and back to R9
@@ -110,12 +123,16 @@ def test_a_verdict_that_moves_and_comes_back_within_the_batch_is_not_a_change() 
 
 
 def test_a_partner_change_reports_the_subscriptions_it_reclassified() -> None:
+    """A partner change reports every subscription it re-classified, with nothing appended to the account's
+    dedup window."""
     engine = committed()
     engine.apply(PartnerProgramChanged("p2", T.replace(hour=1), "P1", Program.NONE, ()), T)
     assert [(c.subscription_ids, c.appended) for c in engine.changes()] == [(("S1", "S2"), 0)]
 
 
 def test_seq_counts_every_id_appended_and_survives_restore_and_rollback() -> None:
+    """seq counts ids that left the window too, survives a snapshot and restore, is put back by a rollback,
+    and reads as len(recent) for a state written without it."""
     engine = committed(window=2)
     engine.apply(purchase("e3", "S3"), T)
     state = engine.get(("P1", "C1"))

@@ -66,6 +66,8 @@ def derived(acct: Account) -> tuple[Any, ...]:
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), cut=st.floats(0.2, 1.0))
 def test_an_account_built_from_its_parts_is_the_one_restored_from_its_state(seed: int, cut: float) -> None:
+    """Account.build of an account's fields, subscriptions, window and seq is the working copy Account.restore
+    makes of its snapshot, derived fields included."""
     engine, _clock = live_engine(seed, cut)
     for key, acct in engine._accounts.items():
         built = Account.build(*parts(acct))
@@ -96,6 +98,8 @@ def test_accounts_held_as_opaque_payloads_carry_on_as_the_live_ones(seed: int, c
 
 
 def test_a_payload_is_opaque_none_included_and_one_thaw_serves_every_held_account() -> None:
+    """Any object is a payload (None too, which `held` must not take for absence), and a second thaw while
+    accounts are held is refused."""
     engine, _clock = live_engine(1, 1.0)
     key, acct = next(iter(engine._accounts.items()))
     state = acct.snapshot()

@@ -105,6 +105,7 @@ def test_only_the_rule_book_version_moved_names_no_cause() -> None:
 
 
 def test_a_rolled_back_reconcile_keeps_the_saved_view_for_the_retry() -> None:
+    """A rolled-back reconcile puts the saved view back, so its retry names the same cause."""
     engine, _stale = restored(saved_account(), P38_BEFORE, P38_MOVED, P51)
     first = causes(engine.reconcile(CLOCK, [KEY]))
     engine.rollback()

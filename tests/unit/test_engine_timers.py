@@ -91,6 +91,8 @@ def accounts_of(engine: Classifier) -> dict[Any, Any]:
 def test_bounded_firing_with_commits_between_equals_one_unbounded_call(
     accounts: list[tuple[str, list[Any], bool]], limit: int, rollbacks: list[bool]
 ) -> None:
+    """Firing in chunks of any limit, with commits and rolled-back retries between them, emits record for
+    record what one unbounded call emits, and each chunk stops right after the account that reached the limit."""
     events = events_of(accounts)
     whole = engine_of(events)
     want = [whole.fire_due(clock) for clock in CLOCKS]
@@ -127,6 +129,8 @@ def many_accounts(n: int, end: date = ENDS[0]) -> list[Event]:
 
 
 def test_a_rollback_puts_a_partly_fired_deadline_back_at_the_same_account() -> None:
+    """Rolling back a chunk of a partly fired deadline resumes it at the account the last commit left it at,
+    accounts and deadline heap as committed."""
     clock = CLOCKS[0]
     engine = engine_of(many_accounts(10))
     first = engine.fire_due(clock, 4)  # two accounts, a decision and a status each
@@ -144,6 +148,8 @@ def test_a_rollback_puts_a_partly_fired_deadline_back_at_the_same_account() -> N
 
 
 def test_an_account_restored_at_a_partly_fired_deadline_fires_in_order_with_the_rest() -> None:
+    """An account restored while its deadline is partly fired joins the deadline's remainder in (partner_id,
+    customer_id) order."""
     clock = CLOCKS[0]
     source = engine_of(many_accounts(6))
     late = source.get(("P1", "C002"))
@@ -157,5 +163,6 @@ def test_an_account_restored_at_a_partly_fired_deadline_fires_in_order_with_the_
 
 
 def test_a_limit_below_one_is_refused() -> None:
+    """A limit below one is refused rather than read as one."""
     with pytest.raises(ValueError, match="at least 1"):
         engine_of(many_accounts(1)).fire_due(CLOCKS[0], 0)
