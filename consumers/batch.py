@@ -78,8 +78,6 @@ class BatchProcessor:
         self.subscription_topic = subscription_topic
         self.partner_topic = partner_topic
         self.dead_letter_limit = dead_letter_limit
-        self.partner_dead_letters: dict[int, list[tuple[Message, InvalidEvent]]] = {}
-        """Bad partner records by partner partition, until the owner of their checkpoint writes them."""
 
     # ------------------------------------------------------------------ what is due
     def timers_due(self, now: datetime) -> bool:
@@ -89,11 +87,7 @@ class BatchProcessor:
     def work_pending(self) -> bool:
         """Work that needs a batch even without new input: re-evaluations, partner dead letters to write."""
         store = self.store
-        return (
-            bool(store.pending_reconcile)
-            or any(store.checkpoint_owner(pp) in store.owned for pp in self.partner_dead_letters)
-            or bool(store.table_due())
-        )
+        return bool(store.pending_reconcile) or bool(store.dead_letters_due()) or bool(store.table_due())
 
     # ------------------------------------------------------------------ one batch
     def process(
@@ -138,7 +132,7 @@ class BatchProcessor:
                     if isinstance(item, InvalidEvent)
                     else UnknownEventType(f"{item.event_type} does not belong on {self.partner_topic}")
                 )
-                self.partner_dead_letters.setdefault(partition_of(msg), []).append((msg, error))
+                self.store.keep_bad_partner_record(partition_of(msg), msg, error)
                 continue
             read(partition_of(msg), offset_of(msg), item.partner_id)
             emitted = classifier.apply(item, now)
@@ -192,17 +186,10 @@ class BatchProcessor:
         """Partner records are read by every instance and re-read on restart; the owner of changelog
         partition `pp % N` writes their dead letters once, remembering the offset in the changelog."""
         store = self.store
-        for pp in list(self.partner_dead_letters):
-            if store.checkpoint_owner(pp) not in store.owned:
-                continue
-            done = store.partner_checkpoints.get(pp, -1)
-            newest = done
-            for msg, error in self.partner_dead_letters.pop(pp):
-                if offset_of(msg) > done:
-                    self._dead_letter(msg, error, out, tally, "partner")
-                    newest = max(newest, offset_of(msg))
-            if newest > done:
-                out.changelog.append(store.checkpoint_record(pp, newest))
+        for pp, due in store.dead_letters_due():
+            for msg, error in due:
+                self._dead_letter(msg, error, out, tally, "partner")
+            out.changelog.append(store.checkpoint_record(pp, offset_of(due[-1][0])))
 
     def _write_partner_table(self, out: BatchOutput) -> None:
         """The owner of a partner partition's table checkpoint writes the current entry of every partner whose

@@ -19,6 +19,8 @@ import bisect
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
+from confluent_kafka import Message
+
 from consumers.changelog import (
     RestoredPartition,
     account_key_bytes,
@@ -26,8 +28,10 @@ from consumers.changelog import (
     split_restored,
     table_checkpoint_key,
 )
+from consumers.messages import offset_of
 from consumers.state_format import decode_state, encode_account, read_headers
 from multichannel.engine import Classifier
+from multichannel.errors import InvalidEvent
 from multichannel.model import AccountKey
 from multichannel.state import AccountState
 
@@ -62,6 +66,9 @@ class AccountStore:
         new owner of the partition's table checkpoint must write (the records past the checkpoint)."""
         self.partner_positions: dict[int, int] = {}
         """Partner partition -> the highest offset read (valid or not)."""
+        self.bad_partner_records: dict[int, list[tuple[Message, InvalidEvent]]] = {}
+        """Partner partition -> its bad records read and not yet dead-lettered, in offset order: every instance
+        keeps them until the owner of the partition's checkpoint writes them (see `checkpoint_owner`)."""
         self.clock_floor = datetime.min.replace(tzinfo=UTC)
         """No clock reading goes below it: the latest batch's clock, or a restored account's evaluated_at."""
         self._new_keys: list[tuple[int, AccountKey]] = []
@@ -168,6 +175,10 @@ class AccountStore:
 
     def commit(self) -> None:
         self.classifier.commit()
+        for pp, bad in self.bad_partner_records.items():  # what a committed checkpoint covers is written
+            done = self.partner_checkpoints.get(pp)
+            if bad and done is not None and offset_of(bad[0][0]) <= done:
+                bad[:] = [(m, e) for m, e in bad if offset_of(m) > done]
         self._new_keys.clear()
         self._new_customers.clear()
         self._saved_reconcile = None
@@ -207,6 +218,24 @@ class AccountStore:
             self.partner_positions[partner_partition] = offset
             if partner_id is not None:
                 self.partner_log.setdefault(partner_partition, []).append((offset, partner_id))
+
+    def keep_bad_partner_record(self, partner_partition: int, msg: Message, error: InvalidEvent) -> None:
+        """A bad partner record to dead-letter once its checkpoint's owner gets to it (a record read again after
+        an aborted batch is kept once)."""
+        bad = self.bad_partner_records.setdefault(partner_partition, [])
+        if not bad or offset_of(bad[-1][0]) < offset_of(msg):
+            bad.append((msg, error))
+
+    def dead_letters_due(self) -> list[tuple[int, list[tuple[Message, InvalidEvent]]]]:
+        """The bad partner records past their checkpoint, of the partner partitions whose checkpoint this
+        instance owns."""
+        due = []
+        for pp, bad in self.bad_partner_records.items():
+            if bad and self.checkpoint_owner(pp) in self.owned:
+                done = self.partner_checkpoints.get(pp, -1)
+                if offset_of(bad[-1][0]) > done:
+                    due.append((pp, [(m, e) for m, e in bad if offset_of(m) > done]))
+        return due
 
     def table_due(self) -> list[int]:
         """Partner partitions whose table checkpoint this instance owns and whose records read go past it."""

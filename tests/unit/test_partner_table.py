@@ -14,6 +14,7 @@ from consumers.metrics import BatchTally
 from consumers.state_format import decode_partner_entry, encode_partner_entry
 from consumers.store import AccountStore
 from multichannel.engine import Classifier
+from multichannel.errors import InvalidEvent, UnknownEventType
 from multichannel.model import Event, PartnerProgramChanged, Program
 from multichannel.partners import PartnerEntry, PartnerTable
 
@@ -22,14 +23,21 @@ NOW = datetime(2026, 7, 1, tzinfo=UTC)
 
 @dataclass
 class FakeRecord:
-    """A consumed record's accessors, as the processor reads them; the value is the decoded event itself."""
+    """A consumed record's accessors, as the processor reads them; the codec hands `event` through (an
+    `InvalidEvent` for a bad record, whose value is then its raw bytes)."""
 
-    event: Event
+    event: Event | InvalidEvent
     part: int
     off: int
 
     def value(self) -> Any:
-        return self.event
+        return b"bad bytes" if isinstance(self.event, InvalidEvent) else self.event
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000)
+
+    def headers(self) -> None:
+        return None
 
     def key(self) -> bytes:
         return b""
@@ -51,7 +59,7 @@ class FakeCodec:
         return [m.value() for m in msgs]
 
     def decode_partner_batch(self, msgs: Any) -> list[Any]:
-        return [m.value() for m in msgs]
+        return [m.event for m in msgs]
 
     def encode_decision(self, rec: Any, /) -> bytes:
         return repr(rec).encode()
@@ -141,3 +149,22 @@ def test_a_restored_entry_wins_over_an_older_record_of_the_partner_topic() -> No
     duplicate, moved = restored.apply(changed("pe-1", "P1", Program.NONE, 1))
     assert (duplicate, moved) == (False, False)
     assert restored.entries["P1"] == saved.entries["P1"]._replace(recent_event_ids=("pe-2", "pe-1"))
+
+
+def test_a_bad_partner_record_is_dead_lettered_once_across_an_aborted_batch() -> None:
+    """A bad record read in an earlier batch is still dead-lettered after an aborted batch took it (the feed's
+    rewind does not read it again), and a record the aborted batch read itself is written once when re-read."""
+    proc = processor(owned=set())
+    earlier = FakeRecord(UnknownEventType("subscription_teleported is not an event"), 1, 0)
+    run(proc, [earlier])  # read while another instance owns the checkpoint: kept
+    proc.store.owned.add(1)
+    later = FakeRecord(UnknownEventType("subscription_beamed is not an event"), 1, 1)
+    proc.store.begin()
+    aborted = proc.process([], [later], NOW, BatchTally())  # type: ignore[list-item]
+    assert len(aborted.dead_letters) == 2
+    proc.store.rollback()
+    assert proc.work_pending(), "the dead letters are still due after the abort"
+    out = run(proc, [later])  # the rewound feed reads the aborted batch's record again
+    assert len(out.dead_letters) == 2
+    assert (1, b"__partner-checkpoint__:1", b"1") in out.changelog
+    assert run(proc, []).dead_letters == [], "written once"
