@@ -262,9 +262,12 @@ class Variants:
 
 
 def drop_topics(settings: Settings, label: str, *extra: str) -> None:
-    """Delete a finished run's topics (its outputs and changelog, and `extra`): the later runs should not
-    share the broker with the logs, compaction and partitions of every earlier one."""
-    names = [f"bench-{label}-{suffix}" for suffix in ("decisions", "status", "dead-letters", "state-changelog")]
+    """Delete a finished run's topics (its outputs, changelog and partner table, and `extra`): the later runs
+    should not share the broker with the logs, compaction and partitions of every earlier one."""
+    names = [
+        f"bench-{label}-{suffix}"
+        for suffix in ("decisions", "status", "dead-letters", "state-changelog", "partner-table")
+    ]
     admin = AdminClient(settings.kafka_client_config())
     existing = set(admin.list_topics(timeout=10).topics)
     doomed = [t for t in [*names, *extra] if t in existing]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 import typer
@@ -48,11 +48,36 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", help="JSON-lines file (default stdout).")] = None,
         publish: Annotated[bool, typer.Option("--publish", help="Publish to Kafka instead of writing JSON.")] = False,
         rate: Annotated[float, typer.Option(help="Events/s when publishing; 0 = as fast as possible.")] = 0.0,
+        shape: Annotated[
+            Literal["uniform", "realistic"],
+            typer.Option(
+                help="uniform: small accounts, terms from any day; realistic: heavy-tailed account sizes "
+                "(some of 10,000+ subscriptions), terms ending on the 1st of a month, late partner changes."
+            ),
+        ] = "uniform",
+        giant: Annotated[
+            list[int] | None,
+            typer.Option(
+                "--giant", min=1, help="Add one account with this many subscriptions (repeatable: one account each)."
+            ),
+        ] = None,
+        max_subscriptions: Annotated[
+            int, typer.Option(min=1, help="realistic: the largest drawn account size (giant accounts excepted).")
+        ] = 20_000,
     ) -> None:
         """A realistic, seeded workload: JSON lines in the contract's format, or published to Kafka."""
         from producers.generator import BadRecord, WorkloadGenerator, WorkloadSpec
 
-        spec = WorkloadSpec(seed=seed, partners=partners, customers=customers, bad_rate=bad_rate, max_events=events)
+        spec = WorkloadSpec(
+            seed=seed,
+            partners=partners,
+            customers=customers,
+            bad_rate=bad_rate,
+            max_events=events,
+            shape=shape,
+            giant_accounts=tuple(giant or ()),
+            max_subscriptions=max_subscriptions,
+        )
         stream = WorkloadGenerator(spec).events()
         if not publish:
             sink = output.open("wb") if output is not None else sys.stdout.buffer

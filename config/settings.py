@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         return f"{self.application_id}-state-changelog"
 
     @property
+    def partner_table_topic(self) -> str:
+        """The service's own compacted partner table: per partner, the entry that wins by (occurred_at,
+        event_id) with its dedup window, whatever order the partner topic's records arrived in."""
+        return f"{self.application_id}-partner-table"
+
+    @property
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly_once_v2"
 
@@ -159,6 +165,7 @@ class Settings(BaseSettings):
             self.status_topic: (self.output_partitions, "compact"),
             self.dead_letter_topic: (self.output_partitions, "delete"),
             self.changelog_topic: (self.input_partitions, "compact"),
+            self.partner_table_topic: (self.partner_partitions, "compact"),
         }
 
     @property

@@ -15,7 +15,7 @@ Its state is the `AccountStore`; the caller opens and ends the store's batch aro
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ from consumers.changelog import account_key_bytes
 from consumers.dead_letters import dead_letter, truncated_parts
 from consumers.messages import Headers, offset_of, partition_of
 from consumers.metrics import BatchTally
+from consumers.state_format import encode_partner_entry
 from consumers.store import AccountStore
 from multichannel.errors import InvalidEvent, UnknownEventType
 from multichannel.model import AccountKey, Event, PartnerProgramChanged
@@ -42,8 +43,9 @@ class Codec(Protocol):
 
     def decode_partner_batch(self, msgs: Sequence[Message]) -> list[Event | InvalidEvent]: ...
 
-    encode_decision: Callable[[SubscriptionDecision], bytes]
-    encode_status: Callable[[CustomerStatusRecord], bytes]
+    def encode_decision(self, rec: SubscriptionDecision, /) -> bytes: ...
+
+    def encode_status(self, rec: CustomerStatusRecord, /) -> bytes: ...
 
 
 @dataclass
@@ -55,6 +57,8 @@ class BatchOutput:
     dead_letters: list[tuple[bytes | None, bytes | None, Headers]] = field(default_factory=list)
     changelog: list[tuple[int, bytes, bytes]] = field(default_factory=list)
     """(changelog partition, key, value)."""
+    partner_table: list[dict[str, Any]] = field(default_factory=list)
+    """Entries of the service's own partner table topic (key: the partner id)."""
 
 
 class BatchProcessor:
@@ -74,8 +78,6 @@ class BatchProcessor:
         self.subscription_topic = subscription_topic
         self.partner_topic = partner_topic
         self.dead_letter_limit = dead_letter_limit
-        self.partner_dead_letters: dict[int, list[tuple[Message, InvalidEvent]]] = {}
-        """Bad partner records by partner partition, until the owner of their checkpoint writes them."""
 
     # ------------------------------------------------------------------ what is due
     def timers_due(self, now: datetime) -> bool:
@@ -85,9 +87,7 @@ class BatchProcessor:
     def work_pending(self) -> bool:
         """Work that needs a batch even without new input: re-evaluations, partner dead letters to write."""
         store = self.store
-        return bool(store.pending_reconcile) or any(
-            store.checkpoint_owner(pp) in store.owned for pp in self.partner_dead_letters
-        )
+        return bool(store.pending_reconcile) or bool(store.dead_letters_due()) or bool(store.table_due())
 
     # ------------------------------------------------------------------ one batch
     def process(
@@ -106,6 +106,7 @@ class BatchProcessor:
             store.pending_reconcile.clear()
         self._apply_subscription_records(records, now, out, tally)
         self._release_partner_dead_letters(out, tally)
+        self._write_partner_table(out)
         out.changelog.extend(store.changelog_records())
         return out
 
@@ -122,15 +123,18 @@ class BatchProcessor:
     ) -> None:
         classifier = self.store.classifier
         decoded = self.codec.decode_partner_batch(list(msgs))
+        read = self.store.read_partner_record
         for msg, item in zip(msgs, decoded, strict=True):
-            if isinstance(item, InvalidEvent) or not isinstance(item, PartnerProgramChanged):
+            if not isinstance(item, PartnerProgramChanged):
+                read(partition_of(msg), offset_of(msg), None)
                 error = (
                     item
                     if isinstance(item, InvalidEvent)
                     else UnknownEventType(f"{item.event_type} does not belong on {self.partner_topic}")
                 )
-                self.partner_dead_letters.setdefault(partition_of(msg), []).append((msg, error))
+                self.store.keep_bad_partner_record(partition_of(msg), msg, error)
                 continue
+            read(partition_of(msg), offset_of(msg), item.partner_id)
             emitted = classifier.apply(item, now)
             tally.events_in["partner", item.event_type] += 1
             tally.outcomes["duplicate" if emitted is None else "applied"] += 1
@@ -182,17 +186,24 @@ class BatchProcessor:
         """Partner records are read by every instance and re-read on restart; the owner of changelog
         partition `pp % N` writes their dead letters once, remembering the offset in the changelog."""
         store = self.store
-        for pp in list(self.partner_dead_letters):
-            if store.checkpoint_owner(pp) not in store.owned:
-                continue
-            done = store.partner_checkpoints.get(pp, -1)
-            newest = done
-            for msg, error in self.partner_dead_letters.pop(pp):
-                if offset_of(msg) > done:
-                    self._dead_letter(msg, error, out, tally, "partner")
-                    newest = max(newest, offset_of(msg))
-            if newest > done:
-                out.changelog.append(store.checkpoint_record(pp, newest))
+        for pp, due in store.dead_letters_due():
+            for msg, error in due:
+                self._dead_letter(msg, error, out, tally, "partner")
+            out.changelog.append(store.checkpoint_record(pp, offset_of(due[-1][0])))
+
+    def _write_partner_table(self, out: BatchOutput) -> None:
+        """The owner of a partner partition's table checkpoint writes the current entry of every partner whose
+        records past the checkpoint it has read, so the table topic holds the winner by (occurred_at,
+        event_id) whatever the partner topic's compaction keeps (it keeps the last arrival)."""
+        store = self.store
+        entries = store.classifier.partners.entries
+        for pp in store.table_due():
+            partners, checkpoint = store.table_partners(pp)
+            for pid in partners:
+                entry = entries.get(pid)
+                if entry is not None:
+                    out.partner_table.append({"key": pid.encode(), "value": encode_partner_entry(pid, entry)})
+            out.changelog.append(checkpoint)
 
     def _emit(
         self, records: Iterable[SubscriptionDecision | CustomerStatusRecord], out: BatchOutput, tally: BatchTally

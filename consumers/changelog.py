@@ -19,6 +19,9 @@ from config.errors import is_refusal
 from consumers.messages import partition_of
 
 PARTNER_CHECKPOINT_PREFIX = b"__partner-checkpoint__:"
+"""How far a partner partition's bad records were dead-lettered."""
+TABLE_CHECKPOINT_PREFIX = b"__partner-table__:"
+"""How far a partner partition's records are reflected in the service's partner table topic."""
 
 
 @dataclass
@@ -118,18 +121,28 @@ def partner_checkpoint_key(partner_partition: int) -> bytes:
     return PARTNER_CHECKPOINT_PREFIX + str(partner_partition).encode()
 
 
-def split_restored(restored: RestoredPartition) -> tuple[list[bytes], list[bytes], dict[int, int]]:
+def table_checkpoint_key(partner_partition: int) -> bytes:
+    """Key of the record that remembers how far partner records are in the partner table topic."""
+    return TABLE_CHECKPOINT_PREFIX + str(partner_partition).encode()
+
+
+def split_restored(
+    restored: RestoredPartition,
+) -> tuple[list[bytes], list[bytes], dict[int, int], dict[int, int]]:
     """A partition's latest values sorted out: account states in the compact format, account states in
     the earlier release's Avro form (first byte 0, decoded through the registry), and the partition's
-    partner checkpoints."""
+    dead-letter and partner-table checkpoints."""
     compact: list[bytes] = []
     legacy: list[bytes] = []
     checkpoints: dict[int, int] = {}
+    table: dict[int, int] = {}
     for key, value in restored.values.items():
         if key.startswith(PARTNER_CHECKPOINT_PREFIX):
             checkpoints[int(key[len(PARTNER_CHECKPOINT_PREFIX) :])] = int(value)
+        elif key.startswith(TABLE_CHECKPOINT_PREFIX):
+            table[int(key[len(TABLE_CHECKPOINT_PREFIX) :])] = int(value)
         elif value[:1] == b"\x00":
             legacy.append(value)
         else:
             compact.append(value)
-    return compact, legacy, checkpoints
+    return compact, legacy, checkpoints, table

@@ -65,6 +65,9 @@ class OutputWriter:
             self._produce_batch(self.s.changelog_topic, batch, partition)
         if out.changelog:
             tally.records_out["changelog"] += len(out.changelog)
+        if out.partner_table:
+            self._produce_batch(self.s.partner_table_topic, out.partner_table)
+            tally.records_out["partner_table"] += len(out.partner_table)
 
     def _produce_batch(self, topic: str, batch: list[dict[str, Any]], partition: int | None = None) -> None:
         pending = batch

@@ -2,8 +2,14 @@
 
 Like a global table, it is not part of the consumer group: all partitions are assigned from
 the beginning on start, read to the end before subscription events are processed, and then
-polled without blocking each turn of the main loop. Its positions live only in memory; a
-restart rebuilds the table from the compacted topic.
+polled without blocking each turn of the main loop. Its positions live only in memory.
+
+The partner topic is the billing systems' topic, and its compaction keeps each partner's last
+*arrival*, which need not be its latest event: a late, older event can be what survives. So a
+restart does not rebuild the table from that topic alone. The service keeps its own compacted
+table (`read_partner_table`), in which each partner's value is the entry that wins by
+(occurred_at, event_id), with its dedup window; a start reads it first and then merges the
+partner topic over it, so the table is the same whatever either compaction kept.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from config.errors import is_refusal
+from consumers.changelog import read_changelog
 from consumers.messages import offset_of, partition_of
+from consumers.state_format import decode_partner_entry
+from multichannel.partners import PartnerEntry
 
 
 class PartnerFeed:
@@ -103,3 +112,27 @@ class PartnerFeed:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def read_partner_table(
+    client_conf: dict[str, Any], topic: str, group_id: str, *, timeout_s: float = 120.0
+) -> list[tuple[str, PartnerEntry]]:
+    """The service's own partner table (`Settings.partner_table_topic`), read whole (read_committed): the
+    entries its owners wrote, the latest value of each partner."""
+    probe = Consumer({**client_conf, "group.id": group_id, "enable.auto.commit": False})
+    try:
+        topic_md = probe.list_topics(topic, timeout=30).topics.get(topic)
+    finally:
+        probe.close()
+    if topic_md is not None and is_refusal(topic_md.error):
+        raise KafkaException(topic_md.error)
+    if topic_md is None or topic_md.error is not None or not topic_md.partitions:
+        raise KafkaException(
+            KafkaError(
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+                f"partner table topic {topic} missing: `multichannel topics create` creates it",
+                fatal=True,
+            )
+        )
+    restored = read_changelog(client_conf, topic, sorted(topic_md.partitions), group_id, timeout_s=timeout_s)
+    return [decode_partner_entry(value) for part in restored for value in part.values.values()]

@@ -43,7 +43,7 @@ from consumers.dead_letters import dead_letter_limit
 from consumers.kafka_errors import FatalClientError, UncertainTransaction, is_fatal, kafka_error
 from consumers.messages import offset_of, partition_of
 from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
-from consumers.partner_feed import PartnerFeed
+from consumers.partner_feed import PartnerFeed, read_partner_table
 from consumers.runtime import freeze_survivors
 from consumers.serde import RegistryUnavailableError
 from consumers.store import AccountStore
@@ -259,6 +259,12 @@ class _Session:
                 with guard("init_transactions", init_timeout_s):
                     self.producer.init_transactions(init_timeout_s)
                 log.info("transactions_initialised", transactional_id=s.transactional_id)
+            with guard("partner table restore", 30 + RESTORE_TIMEOUT_S):
+                restore_group = f"{s.application_id}-restore"
+                saved = read_partner_table(
+                    self.svc._client_conf, s.partner_table_topic, restore_group, timeout_s=RESTORE_TIMEOUT_S
+                )
+                self.store.classifier.partners.restore(saved)
             with guard("partner table catch-up", 30 + 120):
                 self.partners.start()
                 caught_up = self.partners.catch_up()

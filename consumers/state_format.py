@@ -36,17 +36,20 @@ import orjson
 
 from multichannel.engine import Held, SavedView
 from multichannel.model import (
+    CSP_PROGRAMS,
     BillingModel,
     Channel,
     CustomerStatus,
     Decision,
     NextAction,
+    Program,
     Reason,
     Rule,
     SubscriptionCancelled,
     SubscriptionPurchased,
     SubscriptionRenewed,
 )
+from multichannel.partners import PartnerEntry
 from multichannel.state import Account, AccountState, Flag, StatusSnapshot, SubscriptionState, Verdict
 
 AVRO_FORMAT: Final = 0
@@ -325,4 +328,34 @@ def decode_state(value: bytes) -> AccountState:
         None if st is None else StatusSnapshot(status[st[0]], tuple((k, n) for k, n in st[1])),
         tuple(recent),
         None if evaluated is None else _ts(evaluated),
+    )
+
+
+PARTNER_ENTRY_FORMAT: Final = b"\x03P"
+"""First bytes of a partner-table value (`encode_partner_entry`)."""
+
+
+def encode_partner_entry(partner_id: str, entry: PartnerEntry) -> bytes:
+    """A partner-table value: `0x03 P` and [partner, program, providers, occurred_at, event_id, recent_ids]."""
+    occurred_at, event_id = entry.order
+    return PARTNER_ENTRY_FORMAT + orjson.dumps(
+        [partner_id, entry.program._value_, entry.indirect_provider_ids, occurred_at, event_id, entry.recent_event_ids],
+        None,
+        _UTC_Z,
+    )
+
+
+def decode_partner_entry(value: bytes) -> tuple[str, PartnerEntry]:
+    """The partner id and entry of a partner-table value (StateFormatError for any other value)."""
+    if not value.startswith(PARTNER_ENTRY_FORMAT):
+        raise StateFormatError(f"partner table value format {value[:2].hex() or 'empty'} is not 0350")
+    pid, program_code, providers, occurred_at, event_id, recent = orjson.loads(value[2:])
+    program = Program(program_code)
+    return pid, PartnerEntry(
+        program,
+        tuple(providers),
+        (_ts(occurred_at), event_id),
+        event_id,
+        tuple(recent),
+        program in CSP_PROGRAMS,
     )

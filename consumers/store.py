@@ -5,7 +5,9 @@ It wraps the pure `Classifier` with what only a Kafka host needs to know:
     owned partitions          -> which accounts are held (restored on assign, dropped on revoke)
     customer -> partition     -> where an account's changelog records go (co-partitioned with the input)
     pending re-evaluations    -> restored accounts whose partner view moved since they were saved
-    partner checkpoints       -> how far each partner partition's records were dead-lettered
+    partner checkpoints       -> how far each partner partition's records were dead-lettered, and how far
+                                 they are in the service's own partner table topic
+    partner log               -> which partner each partner record (by partition and offset) changed
 
 A batch opens with `begin()` and ends with `commit()` or `rollback()`: a rollback puts the engine and
 every one of these back as they were when the batch began, so an aborted transaction leaves no trace.
@@ -13,12 +15,23 @@ every one of these back as they were when the batch began, so an aborted transac
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-from consumers.changelog import RestoredPartition, account_key_bytes, partner_checkpoint_key, split_restored
+from confluent_kafka import Message
+
+from consumers.changelog import (
+    RestoredPartition,
+    account_key_bytes,
+    partner_checkpoint_key,
+    split_restored,
+    table_checkpoint_key,
+)
+from consumers.messages import offset_of
 from consumers.state_format import decode_state, encode_account, read_headers
 from multichannel.engine import Classifier
+from multichannel.errors import InvalidEvent
 from multichannel.model import AccountKey
 from multichannel.state import AccountState
 
@@ -27,6 +40,10 @@ LegacyDecoder = Callable[[Sequence[bytes]], list[AccountState]]
 
 ChangelogRecord = tuple[int, bytes, bytes]
 """(changelog partition, key, value)."""
+
+
+def _offset(entry: tuple[int, str]) -> int:
+    return entry[0]
 
 
 class AccountStore:
@@ -43,6 +60,15 @@ class AccountStore:
         """Customer -> input partition: the input is keyed by customer, so all of a customer's accounts share one."""
         self.pending_reconcile: set[AccountKey] = set()
         self.partner_checkpoints: dict[int, int] = {}
+        self.table_checkpoints: dict[int, int] = {}
+        self.partner_log: dict[int, list[tuple[int, str]]] = {}
+        """Partner partition -> (offset, partner id) of every valid partner record read, in offset order: what a
+        new owner of the partition's table checkpoint must write (the records past the checkpoint)."""
+        self.partner_positions: dict[int, int] = {}
+        """Partner partition -> the highest offset read (valid or not)."""
+        self.bad_partner_records: dict[int, list[tuple[Message, InvalidEvent]]] = {}
+        """Partner partition -> its bad records read and not yet dead-lettered, in offset order: every instance
+        keeps them until the owner of the partition's checkpoint writes them (see `checkpoint_owner`)."""
         self.clock_floor = datetime.min.replace(tzinfo=UTC)
         """No clock reading goes below it: the latest batch's clock, or a restored account's evaluated_at."""
         self._new_keys: list[tuple[int, AccountKey]] = []
@@ -50,6 +76,9 @@ class AccountStore:
         """Accounts first seen in the open batch: none was held before, so a rollback forgets them."""
         self._saved_reconcile: set[AccountKey] | None = None
         self._saved_checkpoints: dict[int, int] = {}
+        self._saved_table: dict[int, int] = {}
+        self._saved_positions: dict[int, int] = {}
+        self._saved_log_lengths: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.classifier)
@@ -81,8 +110,9 @@ class AccountStore:
         """Hold a restored partition's accounts as their saved bytes (built on first use); accounts whose
         partner view moved since they were saved, and those in the earlier release's Avro form, are
         re-evaluated before the next batch's events."""
-        compact, legacy, checkpoints = split_restored(part)
+        compact, legacy, checkpoints, table = split_restored(part)
         self.partner_checkpoints.update(checkpoints)
+        self.table_checkpoints.update(table)
         held, latest = read_headers(compact)
         keys: set[AccountKey] = {(h[0], h[1]) for h in held}
         self.pending_reconcile.update(self.classifier.hold_all(held, decode_state))
@@ -110,6 +140,9 @@ class AccountStore:
         self.partner_checkpoints = {
             pp: o for pp, o in self.partner_checkpoints.items() if self.checkpoint_owner(pp) in self.owned
         }
+        self.table_checkpoints = {
+            pp: o for pp, o in self.table_checkpoints.items() if self.checkpoint_owner(pp) in self.owned
+        }
         return gone
 
     def checkpoint_owner(self, partner_partition: int) -> int:
@@ -136,9 +169,16 @@ class AccountStore:
         self._new_customers.clear()
         self._saved_reconcile = set(self.pending_reconcile) if self.pending_reconcile else None
         self._saved_checkpoints = dict(self.partner_checkpoints)
+        self._saved_table = dict(self.table_checkpoints)
+        self._saved_positions = dict(self.partner_positions)
+        self._saved_log_lengths = {pp: len(log) for pp, log in self.partner_log.items()}
 
     def commit(self) -> None:
         self.classifier.commit()
+        for pp, bad in self.bad_partner_records.items():  # what a committed checkpoint covers is written
+            done = self.partner_checkpoints.get(pp)
+            if bad and done is not None and offset_of(bad[0][0]) <= done:
+                bad[:] = [(m, e) for m, e in bad if offset_of(m) > done]
         self._new_keys.clear()
         self._new_customers.clear()
         self._saved_reconcile = None
@@ -155,6 +195,10 @@ class AccountStore:
         self.pending_reconcile = self._saved_reconcile or set()
         self._saved_reconcile = None
         self.partner_checkpoints = self._saved_checkpoints
+        self.table_checkpoints = self._saved_table
+        self.partner_positions = self._saved_positions
+        for pp, log in self.partner_log.items():
+            del log[self._saved_log_lengths.get(pp, 0) :]
 
     # ------------------------------------------------------------------ changelog
     def changelog_records(self) -> list[ChangelogRecord]:
@@ -167,6 +211,55 @@ class AccountStore:
                 continue
             out.append((partition, account_key_bytes(*key), encode_account(acct, classifier.account_view(acct))))
         return out
+
+    def read_partner_record(self, partner_partition: int, offset: int, partner_id: str | None) -> None:
+        """A partner record was read (`partner_id` None for a bad one): what the table checkpoint's owner writes."""
+        if offset > self.partner_positions.get(partner_partition, -1):
+            self.partner_positions[partner_partition] = offset
+            if partner_id is not None:
+                self.partner_log.setdefault(partner_partition, []).append((offset, partner_id))
+
+    def keep_bad_partner_record(self, partner_partition: int, msg: Message, error: InvalidEvent) -> None:
+        """A bad partner record to dead-letter once its checkpoint's owner gets to it (a record read again after
+        an aborted batch is kept once)."""
+        bad = self.bad_partner_records.setdefault(partner_partition, [])
+        if not bad or offset_of(bad[-1][0]) < offset_of(msg):
+            bad.append((msg, error))
+
+    def dead_letters_due(self) -> list[tuple[int, list[tuple[Message, InvalidEvent]]]]:
+        """The bad partner records past their checkpoint, of the partner partitions whose checkpoint this
+        instance owns."""
+        due = []
+        for pp, bad in self.bad_partner_records.items():
+            if bad and self.checkpoint_owner(pp) in self.owned:
+                done = self.partner_checkpoints.get(pp, -1)
+                if offset_of(bad[-1][0]) > done:
+                    due.append((pp, [(m, e) for m, e in bad if offset_of(m) > done]))
+        return due
+
+    def table_due(self) -> list[int]:
+        """Partner partitions whose table checkpoint this instance owns and whose records read go past it."""
+        return [
+            pp
+            for pp, position in self.partner_positions.items()
+            if self.checkpoint_owner(pp) in self.owned and position > self.table_checkpoints.get(pp, -1)
+        ]
+
+    def table_partners(self, partner_partition: int) -> tuple[list[str], ChangelogRecord]:
+        """The partners whose records of `partner_partition` lie past its table checkpoint (sorted), and the
+        checkpoint record that moves it to the last record read."""
+        done = self.table_checkpoints.get(partner_partition, -1)
+        log = self.partner_log.get(partner_partition, [])
+        start = bisect.bisect_right(log, done, key=_offset)
+        partners = sorted({pid for _offset, pid in log[start:]})
+        position = self.partner_positions[partner_partition]
+        self.table_checkpoints[partner_partition] = position
+        record = (
+            self.checkpoint_owner(partner_partition),
+            table_checkpoint_key(partner_partition),
+            str(position).encode(),
+        )
+        return partners, record
 
     def checkpoint_record(self, partner_partition: int, offset: int) -> ChangelogRecord:
         """Remember that a partner partition's bad records up to `offset` were dead-lettered."""

@@ -84,6 +84,8 @@ def service_acls(settings: Settings, principal: str | None = None) -> list[Acl]:
         acl("TOPIC", settings.dead_letter_topic, "WRITE", "output: dead letters"),
         acl("TOPIC", settings.changelog_topic, "WRITE", "state changelog: written in every transaction"),
         acl("TOPIC", settings.changelog_topic, "READ", "state changelog: read to its end on assignment"),
+        acl("TOPIC", settings.partner_table_topic, "WRITE", "partner table: the winning entries, in transactions"),
+        acl("TOPIC", settings.partner_table_topic, "READ", "partner table: read whole at every start"),
         acl("GROUP", settings.application_id, "READ", "the consumer group: join, and offsets in transactions"),
         acl("GROUP", f"{settings.application_id}-partners", "DESCRIBE", "the partner feed's coordinator lookup"),
         acl("GROUP", f"{settings.application_id}-restore", "DESCRIBE", "the restore reader's coordinator lookup"),

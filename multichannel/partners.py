@@ -7,6 +7,7 @@ roll an aborted batch back.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -68,6 +69,15 @@ class PartnerTable:
         self.entries[pid] = new
         changed = old is None or (old.program, old.indirect_provider_ids) != (new.program, new.indirect_provider_ids)
         return False, changed
+
+    def restore(self, entries: Iterable[tuple[str, PartnerEntry]]) -> None:
+        """Put saved entries in (the host's own partner table, at a start): the later by order wins, as an
+        event would, and nothing is kept to undo."""
+        table = self.entries
+        for pid, entry in entries:
+            old = table.get(pid)
+            if old is None or entry.order > old.order:
+                table[pid] = entry
 
     def _remember(self, pid: str, old: PartnerEntry | None) -> None:
         if pid not in self._undo:

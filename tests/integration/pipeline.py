@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from config.registry import registry_client
 from config.settings import Settings
@@ -226,7 +226,7 @@ def read_topic(settings: Settings, topic: str) -> list[Any]:
     try:
         md = c.list_topics(topic, timeout=10)
         parts = sorted(md.topics[topic].partitions)
-        pending = {p for p in parts if c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0}
+        pending = {p for p in parts if _high_watermark(c, topic, p) > 0}
         c.assign([TopicPartition(topic, p, 0) for p in sorted(pending)])
         out: list[Any] = []
         deadline = time.monotonic() + 60
@@ -242,6 +242,28 @@ def read_topic(settings: Settings, topic: str) -> list[Any]:
         return sorted(out, key=lambda m: (m.partition(), m.offset()))
     finally:
         c.close()
+
+
+_NOT_LEADING_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+}
+
+
+def _high_watermark(consumer: Consumer, topic: str, partition: int, deadline_s: float = 60.0) -> int:
+    """The partition's high watermark, asked again while the broker answers with a retriable error (a broker
+    that has just restarted answers NOT_LEADER_FOR_PARTITION until it leads its partitions again)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            code = err.code() if isinstance(err, KafkaError) else None
+            if code not in _NOT_LEADING_YET or time.monotonic() > deadline:
+                raise
 
 
 def read_outputs(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any]]:
