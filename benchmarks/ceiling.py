@@ -20,6 +20,7 @@ from config.settings import PROJECT_ROOT, Settings
 from consumers.changelog import account_key_bytes
 from consumers.codec import ServiceCodec
 from consumers.runtime import freeze_survivors
+from consumers.state_format import entity_records
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent
 from multichannel.records import SubscriptionDecision
@@ -79,8 +80,10 @@ def measure_ceiling(
                     encoded.append((rec.customer_id.encode(), codec.encode_decision(rec)))
                 else:
                     encoded.append((account_key_bytes(rec.partner_id, rec.customer_id), codec.encode_status(rec)))
-        for key, acct in engine.changed_accounts():
-            encoded.append((account_key_bytes(*key), codec.encode_account(acct, engine.account_view(acct))))
+        window = engine.dedup_window
+        for key, acct, subscription_ids, appended in engine.changes():  # as `AccountStore.changelog_records`
+            view = engine.account_view(acct)
+            encoded += entity_records(account_key_bytes(*key), acct, view, subscription_ids, appended, window)
         engine.commit()
         freeze_survivors()  # as the service does after each committed batch
         out += len(encoded)

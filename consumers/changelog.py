@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -126,23 +126,45 @@ def table_checkpoint_key(partner_partition: int) -> bytes:
     return TABLE_CHECKPOINT_PREFIX + str(partner_partition).encode()
 
 
-def split_restored(
-    restored: RestoredPartition,
-) -> tuple[list[bytes], list[bytes], dict[int, int], dict[int, int]]:
-    """A partition's latest values sorted out: account states in the compact format, account states in
-    the earlier release's Avro form (first byte 0, decoded through the registry), and the partition's
-    dead-letter and partner-table checkpoints."""
-    compact: list[bytes] = []
-    legacy: list[bytes] = []
-    checkpoints: dict[int, int] = {}
-    table: dict[int, int] = {}
+@dataclass
+class SortedValues:
+    """A restored partition's latest values by what they are (`split_restored`)."""
+
+    whole: list[bytes] = field(default_factory=list)
+    """Accounts held whole in one value: formats 0x01 and 0x02, written by earlier releases."""
+    avro: list[bytes] = field(default_factory=list)
+    """Accounts in the first release's Avro form (first byte 0, decoded through the registry)."""
+    accounts: dict[bytes, bytes] = field(default_factory=dict)
+    """Account key -> the account's own record (format 0x03)."""
+    entities: dict[bytes, list[bytes]] = field(default_factory=dict)
+    """Account key -> the values of its subscriptions and dedup pages (format 0x03)."""
+    checkpoints: dict[int, int] = field(default_factory=dict)
+    """Partner partition -> how far its bad records were dead-lettered."""
+    table: dict[int, int] = field(default_factory=dict)
+    """Partner partition -> how far its records are in the partner table topic."""
+
+
+def split_restored(restored: RestoredPartition) -> SortedValues:
+    """A partition's latest values sorted out by their key and first byte: one pass, and no value decoded."""
+    out = SortedValues()
+    whole, avro, accounts, entities = out.whole, out.avro, out.accounts, out.entities
     for key, value in restored.values.items():
-        if key.startswith(PARTNER_CHECKPOINT_PREFIX):
-            checkpoints[int(key[len(PARTNER_CHECKPOINT_PREFIX) :])] = int(value)
+        cut = key.find(b"\x1f")
+        if cut >= 0:  # an entity of an account: `account key` \x1f kind id
+            head = key[:cut]
+            parts = entities.get(head)
+            if parts is None:
+                entities[head] = [value]
+            else:
+                parts.append(value)
+        elif value[:1] == b"\x03":
+            accounts[key] = value
+        elif key.startswith(PARTNER_CHECKPOINT_PREFIX):
+            out.checkpoints[int(key[len(PARTNER_CHECKPOINT_PREFIX) :])] = int(value)
         elif key.startswith(TABLE_CHECKPOINT_PREFIX):
-            table[int(key[len(TABLE_CHECKPOINT_PREFIX) :])] = int(value)
+            out.table[int(key[len(TABLE_CHECKPOINT_PREFIX) :])] = int(value)
         elif value[:1] == b"\x00":
-            legacy.append(value)
+            avro.append(value)
         else:
-            compact.append(value)
-    return compact, legacy, checkpoints, table
+            whole.append(value)
+    return out

@@ -1,33 +1,40 @@
-"""The changelog's own encoding of an account: compact, versioned, and fast both ways.
+"""The changelog's own encoding of account state: one key per entity, compact, versioned, fast both ways.
 
 The changelog is internal to the service, so it need not be the nested Avro record of
-`schemas/account_state.avsc` (about 150 µs to encode an account of eight subscriptions through
-fastavro). A value is a format byte, a header line and the account, both JSON arrays (orjson,
-written and read in native code):
+`schemas/account_state.avsc`. Format 0x03 keeps, as Kafka Streams' stores do, one key per entity, so that
+a batch writes what it changed and no more, and compaction keeps the latest of each:
 
-    0x02 [partner, customer, sellers, pending_deadlines, partner_view, evaluated_at] \n
-         [partner, customer, relationship, delegated_admin, subscriptions, status, recent_ids, evaluated_at]
+    account          `partner:customer`                 0x03 A [partner, customer, relationship, delegated_admin,
+                                                                status, evaluated_at, seq, partner_view, open_page]
+    subscription     `partner:customer` 0x1f s <id>     0x03 S [seller, pending deadline] \n
+                                                                [id, purchase, cancellation, renewal, verdict]
+    dedup page       `partner:customer` 0x1f d <slot>   0x03 D [first position, event ids]
 
-The header is what a restore needs to hold the account without building it (`Classifier.hold`): its
-indexes, the term ends it has not passed, and the partner view its verdicts were made with
-(`Classifier.partner_view`, an object of strings; the string `version|event_id,...` in values written
-before). The body is decoded on the account's first use. Flags are [active, occurred_at, event_id], a
-subscription [id, purchase, cancellation, renewal, verdict], events arrays of their fields (the
-account's ids not repeated). Times are ISO 8601 in UTC ending in Z, and dates YYYY-MM-DD, as orjson
-writes them. Codes (billing model, channel, decision, reason, rule, next actions, customer status) are
-their index in the `CODES` tables below; a table only ever grows at its end.
+An event writes its account's record (about 200 bytes and the open dedup page) and the subscription it
+moved; a partner change or a term end writes the subscriptions whose verdict it moved. The dedup window
+(the account's last `dedup_window` event ids, `seq` of them over its life) is kept in pages of
+`DEDUP_PAGE` ids: the open page in the account's record, and each full page once, under slot
+`page % page_slots(window)`. A restore reads the account records and only the header line of each
+subscription (its seller for the partner index, its term end for the timers); the rest is decoded on the
+account's first use. Flags are [active, occurred_at, event_id], events arrays of their fields (the
+account's ids not repeated). Times are ISO 8601 in UTC ending in Z, dates YYYY-MM-DD. Codes (billing
+model, channel, decision, reason, rule, next actions, customer status) are their index in the `CODES`
+tables below; a table only ever grows at its end.
 
-The first byte tells the formats apart, and every one stays readable:
+The first byte tells the formats apart, and every earlier one stays readable (an account restored from
+one is written whole in 0x03 at its first change):
 - 0x00: the Confluent framing of the Avro record of the first release (decoded through the registry by
   the caller);
-- 0x01: this layout with codes as their names and times ending in +00:00 (a third larger: a restore
-  reads values about 2.7 KB long instead of 1.8 KB for an account of eight subscriptions);
-- 0x02: the format written now.
+- 0x01: one value per account, a header line and the account, codes as their names;
+- 0x02: the same with codes as indexes and times ending in Z (`encode_account` still writes it: the
+  form an account is kept in while it is not in use).
+A release before 0x03 cannot read it: it stops with a `StateFormatError` naming the format, so old and
+new instances never share a group (docs/operations.md: upgrade all instances at once).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from enum import Enum
 from typing import Any, Final, NamedTuple
@@ -50,7 +57,16 @@ from multichannel.model import (
     SubscriptionRenewed,
 )
 from multichannel.partners import PartnerEntry
-from multichannel.state import Account, AccountState, Flag, StatusSnapshot, SubscriptionState, Verdict
+from multichannel.state import (
+    Account,
+    AccountFields,
+    AccountState,
+    Flag,
+    StatusSnapshot,
+    Subscription,
+    SubscriptionState,
+    Verdict,
+)
 
 AVRO_FORMAT: Final = 0
 """First byte of a value in the Confluent-framed Avro form (the magic byte)."""
@@ -168,42 +184,51 @@ class Header(NamedTuple):
     evaluated_at: datetime | None
 
 
+def _subscription(s: Subscription) -> tuple[Any, ...]:
+    """A subscription as format 0x02 and 0x03 write it: [id, purchase, cancellation, renewal, verdict]."""
+    p, c, r = s.purchase, s.cancellation, s.renewal
+    return (
+        s.subscription_id,
+        None
+        if p is None
+        else (
+            p.event_id,
+            p.occurred_at,
+            p.offer_id,
+            _BILLING_IX[p.billing_model._value_],
+            _CHANNEL_IX[p.channel._value_],
+            p.seller_partner_id,
+            p.quantity,
+            p.term_start,
+            p.term_end,
+        ),
+        None if c is None else (c.event_id, c.occurred_at),
+        None if r is None else (r.event_id, r.occurred_at, r.term_end),
+        _verdict(s.verdict),
+    )
+
+
+def _status(acct: Account) -> list[Any] | None:
+    st = acct.status
+    return None if st is None else [_STATUS_IX[st._value_], sorted(acct.counts.items())]
+
+
 def encode_account(acct: Account, partner_view: SavedView) -> bytes:
-    """One account, read from the engine's working copy (no snapshot is made), as a changelog value
-    (format 0x02); `partner_view` is `Classifier.partner_view` of the account."""
-    subs: list[Any] = []
+    """One account, read from the engine's working copy (no snapshot is made), as a single value of
+    format 0x02 (`partner_view` is `Classifier.partner_view` of the account). The changelog is written in
+    format 0x03 (`entity_records`); this whole-account form is what an account is kept as in memory while
+    it is not in use, and what the earlier release wrote."""
     sellers: set[str] = set()
     pending: list[datetime] = []
     passed = acct.evaluated_at
     for s in acct.subscriptions.values():
-        p, c, r = s.purchase, s.cancellation, s.renewal
+        p = s.purchase
         if p is not None and p.seller_partner_id is not None:
             sellers.add(p.seller_partner_id)
         deadline = s.deadline
         if deadline is not None and (passed is None or deadline > passed) and deadline not in pending:
             pending.append(deadline)
-        subs.append(
-            (
-                s.subscription_id,
-                None
-                if p is None
-                else (
-                    p.event_id,
-                    p.occurred_at,
-                    p.offer_id,
-                    _BILLING_IX[p.billing_model._value_],
-                    _CHANNEL_IX[p.channel._value_],
-                    p.seller_partner_id,
-                    p.quantity,
-                    p.term_start,
-                    p.term_end,
-                ),
-                None if c is None else (c.event_id, c.occurred_at),
-                None if r is None else (r.event_id, r.occurred_at, r.term_end),
-                _verdict(s.verdict),
-            )
-        )
-    st = acct.status
+    subs = [_subscription(s) for s in acct.subscriptions.values()]
     header = orjson.dumps(
         [acct.partner_id, acct.customer_id, sorted(sellers), pending, partner_view, passed], None, _UTC_Z
     )
@@ -218,7 +243,7 @@ def encode_account(acct: Account, partner_view: SavedView) -> bytes:
                 _flag(acct.relationship),
                 _flag(acct.delegated_admin),
                 subs,
-                None if st is None else [_STATUS_IX[st._value_], sorted(acct.counts.items())],
+                _status(acct),
                 acct.recent,
                 acct.evaluated_at,
             ],
@@ -282,43 +307,51 @@ def read_headers(values: Sequence[bytes]) -> tuple[list[Held], datetime | None]:
     return held, latest
 
 
+def _subscription_in(
+    pid: str, cid: str, sub: list[Any], billing: Any, channel: Any, decision: Any, reason: Any, rule: Any, action: Any
+) -> SubscriptionState:
+    """`_subscription`'s list back as the subscription (the account's ids are not repeated in it)."""
+    sid, p, c, r, v = sub
+    return SubscriptionState(
+        sid,
+        None
+        if p is None
+        else SubscriptionPurchased(
+            p[0],
+            _ts(p[1]),
+            pid,
+            cid,
+            sid,
+            p[2],
+            billing[p[3]],
+            channel[p[4]],
+            p[5],
+            p[6],
+            _day(p[7]),
+            _day(p[8]),
+        ),
+        None if c is None else SubscriptionCancelled(c[0], _ts(c[1]), pid, cid, sid),
+        None if r is None else SubscriptionRenewed(r[0], _ts(r[1]), pid, cid, sid, date.fromisoformat(r[2])),
+        None
+        if v is None
+        else Verdict(
+            decision[v[0]],
+            reason[v[1]],
+            rule[v[2]],
+            tuple([action[a] for a in v[3]]),
+            _day(v[4]),
+            tuple(v[5]),
+        ),
+    )
+
+
 def decode_state(value: bytes) -> AccountState:
     """A changelog value of format 0x01 or 0x02 as the account it holds (StateFormatError for any other)."""
     billing, channel, decision, reason, rule, action, status = _check(value)
     pid, cid, rel, admin, subs_in, st, recent, evaluated = orjson.loads(value[value.index(b"\n") + 1 :])
-    subs: dict[str, SubscriptionState] = {}
-    for sid, p, c, r, v in subs_in:
-        subs[sid] = SubscriptionState(
-            sid,
-            None
-            if p is None
-            else SubscriptionPurchased(
-                p[0],
-                _ts(p[1]),
-                pid,
-                cid,
-                sid,
-                p[2],
-                billing[p[3]],
-                channel[p[4]],
-                p[5],
-                p[6],
-                _day(p[7]),
-                _day(p[8]),
-            ),
-            None if c is None else SubscriptionCancelled(c[0], _ts(c[1]), pid, cid, sid),
-            None if r is None else SubscriptionRenewed(r[0], _ts(r[1]), pid, cid, sid, date.fromisoformat(r[2])),
-            None
-            if v is None
-            else Verdict(
-                decision[v[0]],
-                reason[v[1]],
-                rule[v[2]],
-                tuple([action[a] for a in v[3]]),
-                _day(v[4]),
-                tuple(v[5]),
-            ),
-        )
+    subs = {
+        sub[0]: _subscription_in(pid, cid, sub, billing, channel, decision, reason, rule, action) for sub in subs_in
+    }
     return AccountState(
         pid,
         cid,
@@ -329,6 +362,202 @@ def decode_state(value: bytes) -> AccountState:
         tuple(recent),
         None if evaluated is None else _ts(evaluated),
     )
+
+
+# ---------------------------------------------------------------------------------------------- format 0x03
+COMPACT_V3: Final = 3
+ENTITY_SEPARATOR: Final = b"\x1f"
+"""Between an account's key and the rest of the key of one of its entities (no id holds it: `KEY_SAFE`)."""
+_ACCOUNT_V3, _SUBSCRIPTION_V3, _PAGE_V3 = b"\x03A", b"\x03S", b"\x03D"
+_S, _D = _SUBSCRIPTION_V3[1], _PAGE_V3[1]
+DEDUP_PAGE: Final = 16
+"""Event ids per dedup page: a page is written once, when its last id is appended."""
+
+
+def subscription_key(account_key: bytes, subscription_id: str) -> bytes:
+    """The changelog key of one subscription of the account keyed `account_key`."""
+    return account_key + b"\x1fs" + subscription_id.encode()
+
+
+def dedup_page_key(account_key: bytes, slot: int) -> bytes:
+    """The changelog key of one slot of the account's dedup pages (slots are reused round the window)."""
+    return account_key + b"\x1fd" + str(slot).encode()
+
+
+def page_slots(window: int) -> int:
+    """Slots of dedup pages per account: enough that no page still in the window shares one with another."""
+    return window // DEDUP_PAGE + 2
+
+
+def entity_records(
+    account_key: bytes,
+    acct: Account,
+    partner_view: SavedView,
+    subscription_ids: Iterable[str],
+    appended: int,
+    window: int,
+    whole: bool = False,
+) -> list[tuple[bytes, bytes]]:
+    """What one batch changed in an account, as changelog (key, value) pairs of format 0x03: its own record
+    (always: its fields, clock, sequence and the open dedup page), the subscriptions in `subscription_ids`
+    and the dedup pages its `appended` event ids completed. `whole` writes every subscription and every page
+    in the window instead (an account restored from an earlier format, written in this one for the first
+    time). The cost follows what changed, never the account's size."""
+    seq, recent = acct.seq, acct.recent
+    first_held = seq - len(recent)  # the position (in the account's life) of recent[0]
+    tail_from = max(first_held, seq - seq % DEDUP_PAGE)
+    out = [
+        (
+            account_key,
+            _ACCOUNT_V3
+            + orjson.dumps(
+                [
+                    acct.partner_id,
+                    acct.customer_id,
+                    _flag(acct.relationship),
+                    _flag(acct.delegated_admin),
+                    None if acct.status is None else _STATUS_IX[acct.status._value_],
+                    acct.evaluated_at,
+                    seq,
+                    partner_view,
+                    recent[tail_from - first_held :],
+                ],
+                None,
+                _UTC_Z,
+            ),
+        )
+    ]
+    subs = acct.subscriptions
+    for sid in subs if whole else subscription_ids:
+        out.append((subscription_key(account_key, sid), _subscription_value(subs[sid])))
+    slots = page_slots(window)
+    done_from = first_held if whole else max(first_held, seq - appended)
+    for page in range(done_from // DEDUP_PAGE, seq // DEDUP_PAGE):  # the pages completed meanwhile
+        start = max(page * DEDUP_PAGE, first_held)
+        ids = recent[start - first_held : (page + 1) * DEDUP_PAGE - first_held]
+        out.append((dedup_page_key(account_key, page % slots), _PAGE_V3 + orjson.dumps([start, ids])))
+    return out
+
+
+def _subscription_value(sub: Subscription) -> bytes:
+    """A subscription's 0x03 value: a header line [seller, pending deadline] that a restore reads without
+    decoding the rest, then the subscription as format 0x02 writes it."""
+    p = sub.purchase
+    return (
+        _SUBSCRIPTION_V3
+        + orjson.dumps([None if p is None else p.seller_partner_id, sub.deadline], None, _UTC_Z)
+        + b"\n"
+        + orjson.dumps(_subscription(sub), None, _UTC_Z)
+    )
+
+
+EntityPayload = tuple[list[Any], Sequence[bytes]]
+"""A held 0x03 account: its own record (decoded) and its entities' values, decoded on first use."""
+
+
+def read_entities(
+    accounts: dict[bytes, bytes], entities: dict[bytes, list[bytes]]
+) -> tuple[list[Held], datetime | None]:
+    """What `Classifier.hold_all` takes of restored 0x03 accounts (their own records by key, and each key's
+    entity values), reading only the subscriptions' header lines; and the latest `evaluated_at` among them.
+    An entity whose account record is absent is left out (none is written without one)."""
+    loads = orjson.loads
+    times: dict[str, datetime] = {}
+    latest: datetime | None = None
+    held: list[Held] = []
+    no_entities: list[bytes] = []
+    for key, value in accounts.items():
+        if not value.startswith(_ACCOUNT_V3):
+            raise StateFormatError(f"changelog value format {value[:2].hex()} is not an 0x03 account record")
+        fields = loads(value[2:])
+        evaluated = fields[5]
+        passed = None
+        if evaluated is not None:
+            passed = times.get(evaluated)
+            if passed is None:
+                passed = times[evaluated] = _ts(evaluated)
+            if latest is None or passed > latest:
+                latest = passed
+        sellers: set[str] = set()
+        due: set[datetime] = set()
+        parts = entities.get(key, no_entities)
+        for v in parts:
+            if v[1] == _S:
+                seller, deadline = loads(v[2 : v.index(b"\n")])
+                if seller is not None:
+                    sellers.add(seller)
+                if deadline is not None:
+                    at = times.get(deadline)
+                    if at is None:
+                        at = times[deadline] = _ts(deadline)
+                    if passed is None or at > passed:
+                        due.add(at)
+        held.append((fields[0], fields[1], sorted(sellers), sorted(due), fields[7], (fields, parts)))
+    return held, latest
+
+
+def decode_entities(payload: EntityPayload, window: int) -> Account:
+    """A held 0x03 account (`read_entities`) as the engine's working copy, its dedup window the last
+    `window` ids its pages and open page hold."""
+    fields, parts = payload
+    pid, cid, rel, admin, status, evaluated, seq, _view, tail = fields
+    billing, channel, decision, reason, rule, action, statuses = _READ_TABLES[COMPACT_V2]
+    loads = orjson.loads
+    subs: list[SubscriptionState] = []
+    pages: list[tuple[int, list[str]]] = []
+    for v in parts:
+        kind = v[1]
+        if kind == _S:
+            sub = loads(v[v.index(b"\n") + 1 :])
+            subs.append(_subscription_in(pid, cid, sub, billing, channel, decision, reason, rule, action))
+        elif kind == _D:
+            first, ids = loads(v[2:])
+            pages.append((first, ids))
+        else:
+            raise StateFormatError(f"changelog entity of account {pid}:{cid} has an unknown kind {v[:2].hex()}")
+    subs.sort(key=_by_id)
+    return Account.build(
+        AccountFields(
+            pid,
+            cid,
+            _flag_in(rel),
+            _flag_in(admin),
+            None if status is None else StatusSnapshot(statuses[status], ()),
+            None if evaluated is None else _ts(evaluated),
+        ),
+        subs,
+        _recent(pages, tail, seq, window),
+        seq,
+    )
+
+
+def _by_id(sub: SubscriptionState) -> str:
+    return sub.subscription_id
+
+
+def _recent(pages: list[tuple[int, list[str]]], tail: list[str], seq: int, window: int) -> list[str]:
+    """The dedup window's ids, oldest first: the run of positions that ends at `seq`, at most `window` long,
+    from the pages (each [first position, ids]; a slot may still hold a page older than the window) and
+    the open page."""
+    expected = max(0, seq - window)
+    out: list[str] = []
+    for first, ids in (*sorted(pages), (seq - len(tail), tail)):
+        end = first + len(ids)
+        if end <= expected:
+            continue  # out of the window
+        if first > expected:  # a page older than this one is missing: the window starts here
+            out.clear()
+        out.extend(ids[max(0, expected - first) :])
+        expected = end
+    return out[-window:] if len(out) > window else out
+
+
+def thaw(payload: object, window: int) -> AccountState | Account:
+    """A held account's saved payload as its state: a whole value of format 0x01 or 0x02, or a 0x03
+    account's records (`read_entities`). The store's `Thaw`, with the engine's dedup window bound."""
+    if isinstance(payload, bytes):
+        return decode_state(payload)
+    return decode_entities(payload, window)  # type: ignore[arg-type]
 
 
 PARTNER_ENTRY_FORMAT: Final = b"\x03P"

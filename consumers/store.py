@@ -16,6 +16,7 @@ every one of these back as they were when the batch began, so an aborted transac
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -29,7 +30,7 @@ from consumers.changelog import (
     table_checkpoint_key,
 )
 from consumers.messages import offset_of
-from consumers.state_format import decode_state, encode_account, read_headers
+from consumers.state_format import entity_records, read_entities, read_headers, thaw
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent
 from multichannel.model import AccountKey
@@ -79,6 +80,10 @@ class AccountStore:
         self._saved_table: dict[int, int] = {}
         self._saved_positions: dict[int, int] = {}
         self._saved_log_lengths: dict[int, int] = {}
+        self._thaw = functools.partial(thaw, window=classifier.dedup_window)
+        self._rewrite: set[AccountKey] = set()
+        """Accounts restored from an earlier format: their first change writes them whole in this one."""
+        self._rewritten: list[AccountKey] = []
 
     def __len__(self) -> int:
         return len(self.classifier)
@@ -107,24 +112,33 @@ class AccountStore:
         return records, accounts
 
     def _hold_restored(self, part: RestoredPartition, now: datetime) -> set[AccountKey]:
-        """Hold a restored partition's accounts as their saved bytes (built on first use); accounts whose
-        partner view moved since they were saved, and those in the earlier release's Avro form, are
-        re-evaluated before the next batch's events."""
-        compact, legacy, checkpoints, table = split_restored(part)
-        self.partner_checkpoints.update(checkpoints)
-        self.table_checkpoints.update(table)
-        held, latest = read_headers(compact)
+        """Hold a restored partition's accounts as their saved values (built on first use); accounts whose
+        partner view moved since they were saved, and those in the first release's Avro form, are
+        re-evaluated before the next batch's events. Accounts saved in an earlier format are written
+        whole in this one at their first change."""
+        values = split_restored(part)
+        self.partner_checkpoints.update(values.checkpoints)
+        self.table_checkpoints.update(values.table)
+        held, latest = read_entities(values.accounts, values.entities)
+        earlier, latest_earlier = read_headers(values.whole)
+        if latest_earlier is not None and (latest is None or latest_earlier > latest):
+            latest = latest_earlier
         keys: set[AccountKey] = {(h[0], h[1]) for h in held}
-        self.pending_reconcile.update(self.classifier.hold_all(held, decode_state))
+        old: set[AccountKey] = {(h[0], h[1]) for h in earlier}
+        classifier = self.classifier
+        self.pending_reconcile.update(classifier.hold_all(held, self._thaw))
+        if earlier:
+            self.pending_reconcile.update(classifier.hold_all(earlier, self._thaw))
         if latest is not None and latest > self.clock_floor:
             self.clock_floor = latest
-        if legacy:
-            states = self._decode_legacy(legacy)
-            self.classifier.load(states, self.now(now))
-            old = {(st.partner_id, st.customer_id) for st in states}
-            keys |= old
-            self.pending_reconcile |= old
-        return keys
+        if values.avro:
+            states = self._decode_legacy(values.avro)
+            classifier.load(states, self.now(now))
+            avro = {(st.partner_id, st.customer_id) for st in states}
+            old |= avro
+            self.pending_reconcile |= avro
+        self._rewrite |= old
+        return keys | old
 
     def revoke(self, partitions: Iterable[int]) -> set[int]:
         """Drop the accounts of revoked (or lost) partitions; returns those that were owned."""
@@ -137,6 +151,8 @@ class AccountStore:
                 if self.customer_partition.get(cid) == p:
                     del self.customer_partition[cid]
         self.owned -= gone
+        if self._rewrite:
+            self._rewrite = {key for key in self._rewrite if self.customer_partition.get(key[1]) in self.owned}
         self.partner_checkpoints = {
             pp: o for pp, o in self.partner_checkpoints.items() if self.checkpoint_owner(pp) in self.owned
         }
@@ -175,6 +191,9 @@ class AccountStore:
 
     def commit(self) -> None:
         self.classifier.commit()
+        if self._rewritten:
+            self._rewrite.difference_update(self._rewritten)
+            self._rewritten.clear()
         for pp, bad in self.bad_partner_records.items():  # what a committed checkpoint covers is written
             done = self.partner_checkpoints.get(pp)
             if bad and done is not None and offset_of(bad[0][0]) <= done:
@@ -186,6 +205,7 @@ class AccountStore:
     def rollback(self) -> None:
         """Undo everything since `begin`: the engine's changes, new customers, re-evaluations and checkpoints."""
         self.classifier.rollback()
+        self._rewritten.clear()
         for partition, key in self._new_keys:
             self.partition_accounts[partition].discard(key)
         for cid in self._new_customers:
@@ -202,14 +222,21 @@ class AccountStore:
 
     # ------------------------------------------------------------------ changelog
     def changelog_records(self) -> list[ChangelogRecord]:
-        """The changed accounts of the batch as changelog records of the partitions this instance owns."""
+        """What the batch changed in the accounts of the partitions this instance owns, as changelog records:
+        per account its own record, the subscriptions that moved and the dedup pages it completed."""
         classifier, owned, customer_partition = self.classifier, self.owned, self.customer_partition
+        window, rewrite = classifier.dedup_window, self._rewrite
         out: list[ChangelogRecord] = []
-        for key, acct in classifier.changed_accounts():
+        for key, acct, subscription_ids, appended in classifier.changes():
             partition = customer_partition.get(key[1])
             if partition is None or partition not in owned:
                 continue
-            out.append((partition, account_key_bytes(*key), encode_account(acct, classifier.account_view(acct))))
+            whole = key in rewrite
+            if whole:
+                self._rewritten.append(key)
+            view = classifier.account_view(acct)
+            for k, v in entity_records(account_key_bytes(*key), acct, view, subscription_ids, appended, window, whole):
+                out.append((partition, k, v))
         return out
 
     def read_partner_record(self, partner_partition: int, offset: int, partner_id: str | None) -> None:

@@ -212,12 +212,17 @@ class Classifier:
             if kind is SubscriptionPurchased:
                 if sub is None:
                     sub = subs[sid] = Subscription(sid, event)  # type: ignore[arg-type]
-                    changed = True
+                    changed, was = True, None
                 else:
+                    p = sub.purchase
+                    was = None if p is None else p.seller_partner_id
                     changed = sub.merge_purchase(event)  # type: ignore[arg-type]
-                seller = event.seller_partner_id  # type: ignore[union-attr]
-                if changed and seller is not None:
-                    _add_to(self._by_seller, seller, key)
+                if changed:
+                    seller = event.seller_partner_id  # type: ignore[union-attr]
+                    if seller != was:
+                        acct.sold_by(was, seller)
+                    if seller is not None:
+                        _add_to(self._by_seller, seller, key)
             else:
                 if sub is None:
                     sub = subs[sid] = Subscription(sid)
@@ -477,10 +482,7 @@ class Classifier:
         """The latest partner event in force among the account's partners whose event is not the one in
         `saved` (its saved partner view; every one counts when there is none, or it is an earlier release's
         string, which names no partners)."""
-        ids = {acct.partner_id, acct.customer_id}
-        for sub in acct.subscriptions.values():
-            if sub.purchase is not None and sub.purchase.seller_partner_id is not None:
-                ids.add(sub.purchase.seller_partner_id)
+        ids = {acct.partner_id, acct.customer_id, *acct.sellers}
         before = saved if type(saved) is dict else None
         entries = self.partners.entries
         latest = None
@@ -524,6 +526,11 @@ class Classifier:
         acct = self._account(key)
         return None if acct is None else acct.snapshot()
 
+    @property
+    def dedup_window(self) -> int:
+        """How many of an account's latest event ids it keeps to recognise a repeat."""
+        return self._window
+
     def __len__(self) -> int:
         return len(self._accounts) + len(self._held)
 
@@ -560,13 +567,9 @@ class Classifier:
         return view
 
     def account_view(self, acct: Account) -> PartnerView:
-        """`partner_view` of a held-in-memory account (its sellers read from its purchases)."""
-        sellers = [
-            p.seller_partner_id
-            for sub in acct.subscriptions.values()
-            if (p := sub.purchase) is not None and p.seller_partner_id is not None
-        ]
-        return self.partner_view(acct.partner_id, acct.customer_id, sellers)
+        """`partner_view` of a held-in-memory account (its sellers as the account counts them: no pass over
+        its subscriptions)."""
+        return self.partner_view(acct.partner_id, acct.customer_id, acct.sellers)
 
     def hold(
         self,

@@ -222,6 +222,7 @@ class Account:
         "partner_id",
         "recent",
         "relationship",
+        "sellers",
         "seq",
         "status",
         "subscriptions",
@@ -243,6 +244,23 @@ class Account:
         """See AccountState.evaluated_at."""
         self.seq = 0
         """Event ids appended to `recent` over the account's life (the engine adds one per applied event)."""
+        self.sellers: dict[str, int] = {}
+        """Seller partner id -> subscriptions whose purchase names it (`sold_by`): the partners the account's
+        verdicts depend on besides its own, known without a pass over its subscriptions."""
+
+    def sold_by(self, old: str | None, new: str | None) -> None:
+        """A subscription's purchase moved from seller `old` to seller `new` (None: no seller)."""
+        if old == new:
+            return
+        sellers = self.sellers
+        if old is not None:
+            left = sellers[old] - 1
+            if left:
+                sellers[old] = left
+            else:
+                del sellers[old]
+        if new is not None:
+            sellers[new] = sellers.get(new, 0) + 1
 
     def reclassified(self, old: Verdict | None, new: Verdict) -> bool:
         """Account for one subscription's verdict moving from `old` to `new`; True when its decision
@@ -374,10 +392,13 @@ class Account:
         acct.evaluated_at = evaluated_at
         acct.seq = seq
         subs = acct.subscriptions
+        sellers = acct.sellers
         for sid, purchase, cancellation, renewal, verdict in subscriptions:
             subs[sid] = Subscription(sid, purchase, cancellation, renewal, verdict)
             if verdict is not None:
                 acct.reclassified(None, verdict)
+            if purchase is not None and (seller := purchase.seller_partner_id) is not None:
+                sellers[seller] = sellers.get(seller, 0) + 1
         return acct
 
 
