@@ -9,6 +9,7 @@ batch). No client, no broker, no transaction: what is left is the Python work pe
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
 import tracemalloc
@@ -20,7 +21,7 @@ from config.settings import PROJECT_ROOT, Settings
 from consumers.changelog import account_key_bytes
 from consumers.codec import ServiceCodec
 from consumers.runtime import freeze_survivors
-from consumers.state_format import entity_records
+from consumers.state_format import entity_records, freeze_account, thaw
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent
 from multichannel.records import SubscriptionDecision
@@ -95,6 +96,9 @@ def measure_ceiling(
 class StateMemory:
     accounts: int
     bytes_per_account: int
+    """Held (not in use): frozen, as the engine holds an account past `accounts_in_use` or a restored one."""
+    in_use_bytes_per_account: int
+    """In use: the account's working objects."""
     sites: list[tuple[str, int]]
     """(allocation site, bytes per account), largest first: what an account's memory is made of."""
 
@@ -124,15 +128,21 @@ def measure_state_memory(
             engine.commit()
         del batch
         gc.collect()
-        snapshot = tracemalloc.take_snapshot()
+        in_use = tracemalloc.take_snapshot()
+        engine.keep_in_use(1, freeze_account, functools.partial(thaw, window=engine.dedup_window))
+        engine.evict()  # every account but one held frozen, as past the service's accounts_in_use
+        gc.collect()
+        held = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
     accounts = max(len(engine), 1)
     root = str(PROJECT_ROOT) + "/"
-    stats = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)]).statistics("lineno")
+    untraced = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    stats = in_use.filter_traces(untraced).statistics("lineno")
     total = sum(st.size for st in stats)
     sites = [
         (f"{st.traceback[0].filename.removeprefix(root)}:{st.traceback[0].lineno}", round(st.size / accounts))
         for st in stats[:8]
     ]
-    return StateMemory(accounts, round(total / accounts), sites)
+    held_total = sum(st.size for st in held.filter_traces(untraced).statistics("lineno"))
+    return StateMemory(accounts, round(held_total / accounts), round(total / accounts), sites)

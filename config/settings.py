@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         description="Event ids remembered per account (and per partner) to detect duplicates; also used by "
         "`classify`. A repeat of an older id is applied again.",
     )
+    accounts_in_use: int = Field(
+        100_000,
+        ge=1,
+        description="Accounts an instance keeps as working objects (a few KB each, more with many "
+        "subscriptions); the least recently used others are held compressed (under 1 KB for ten events) and "
+        "rebuilt at their next use.",
+    )
     metrics_host: str = Field("127.0.0.1", description="Address of the ops endpoints (0.0.0.0 in containers).")
     metrics_port: int = Field(9464, ge=0, description="Port of /metrics, /healthz and /readyz; 0 picks a free port.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level of the JSON logs.")

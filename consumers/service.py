@@ -179,7 +179,10 @@ class _Session:
         self.codec = ServiceCodec(self.s)
         conf = service._client_conf
         self.store = AccountStore(
-            Classifier(dedup_window=self.s.dedup_window), self.s.input_partitions, self.codec.decode_states
+            Classifier(dedup_window=self.s.dedup_window),
+            self.s.input_partitions,
+            self.codec.decode_states,
+            accounts_in_use=self.s.accounts_in_use,
         )
         self.processor = BatchProcessor(
             self.store,

@@ -30,7 +30,7 @@ from consumers.changelog import (
     table_checkpoint_key,
 )
 from consumers.messages import offset_of
-from consumers.state_format import entity_records, read_entities, read_headers, thaw
+from consumers.state_format import entity_records, freeze_account, read_entities, read_headers, thaw
 from multichannel.engine import Classifier
 from multichannel.errors import InvalidEvent
 from multichannel.model import AccountKey
@@ -50,7 +50,13 @@ def _offset(entry: tuple[int, str]) -> int:
 class AccountStore:
     """The owned partitions' accounts and their bookkeeping; see the module docstring."""
 
-    def __init__(self, classifier: Classifier, input_partitions: int, decode_legacy: LegacyDecoder) -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        input_partitions: int,
+        decode_legacy: LegacyDecoder,
+        accounts_in_use: int | None = None,
+    ) -> None:
         self.classifier = classifier
         self.input_partitions = input_partitions
         self._decode_legacy = decode_legacy
@@ -81,6 +87,8 @@ class AccountStore:
         self._saved_positions: dict[int, int] = {}
         self._saved_log_lengths: dict[int, int] = {}
         self._thaw = functools.partial(thaw, window=classifier.dedup_window)
+        if accounts_in_use is not None:
+            classifier.keep_in_use(accounts_in_use, freeze_account, self._thaw)
         self._rewrite: set[AccountKey] = set()
         """Accounts restored from an earlier format: their first change writes them whole in this one."""
         self._rewritten: list[AccountKey] = []
@@ -191,6 +199,7 @@ class AccountStore:
 
     def commit(self) -> None:
         self.classifier.commit()
+        self.classifier.evict()
         if self._rewritten:
             self._rewrite.difference_update(self._rewritten)
             self._rewritten.clear()

@@ -12,6 +12,7 @@ the changelog. `classify` never rolls back and keeps no snapshots.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -166,6 +167,10 @@ class Classifier:
         # reconcile took in the open transaction (put back by a rollback).
         self._stale_views: dict[AccountKey, SavedView] = {}
         self._reconciled: list[tuple[AccountKey, SavedView]] = []
+        # Accounts in use are `_accounts`, least recently used first when there is a cap (`keep_in_use`):
+        # past it, `evict` holds the oldest as what `_freeze` makes of them, for `_thaw` to build again.
+        self._in_use_limit: int | None = None
+        self._freeze: Callable[[Account], object] | None = None
 
     # ------------------------------------------------------------------ events
     def apply(self, event: Event, clock: datetime) -> Step:
@@ -192,9 +197,13 @@ class Classifier:
                 self._dirty.add(key)
         elif eid in acct.recent:
             return None
-        elif self._transactional:
-            marks = self._touch(key, acct)
-            self._dirty.add(key)
+        else:
+            if self._in_use_limit is not None:  # most recently used last (a dict keeps insertion order)
+                del self._accounts[key]
+                self._accounts[key] = acct
+            if self._transactional:
+                marks = self._touch(key, acct)
+                self._dirty.add(key)
         recent = acct.recent
         recent.append(eid)
         acct.seq += 1
@@ -545,6 +554,32 @@ class Classifier:
     def _account(self, key: AccountKey) -> Account | None:
         acct = self._accounts.get(key)
         return acct if acct is not None or not self._held else self._thawed(key)
+
+    def keep_in_use(self, limit: int, freeze: Callable[[Account], object], thaw: Thaw) -> None:
+        """Keep at most `limit` accounts in use as working copies: `evict` holds the least recently used
+        of the others as `freeze` makes them (compact bytes, say), and `thaw` builds one again on its next
+        use, as it does a restored account. An account in use costs its Python objects (a few KB); one
+        held, its frozen form."""
+        if self._held and self._thaw is not None and thaw != self._thaw:
+            raise ValueError("accounts are held for another thaw: one thaw decodes every held account")
+        self._in_use_limit, self._freeze, self._thaw = limit, freeze, thaw
+
+    def evict(self) -> int:
+        """Hold the least recently used accounts past the `keep_in_use` limit as their frozen form; between
+        transactions only (after `commit`), so no undo log refers to them. Returns how many it froze."""
+        limit, freeze = self._in_use_limit, self._freeze
+        accounts = self._accounts
+        if limit is None or freeze is None or len(accounts) <= limit:
+            return 0
+        if self._undo or self._dirty:
+            raise RuntimeError("evict runs between transactions: commit or roll back first")
+        held = self._held
+        n = len(accounts) - limit
+        for key in list(itertools.islice(accounts, n)):
+            acct = accounts.pop(key)
+            acct.context = None
+            held[key] = freeze(acct)
+        return n
 
     def _thawed(self, key: AccountKey) -> Account | None:
         """Build a held account from its saved payload, on its first use (None when it is not held)."""

@@ -236,3 +236,33 @@ def test_a_cancellation_rewrites_its_subscription_only() -> None:
     cancel = SubscriptionCancelled("c1", datetime(2026, 2, 1, tzinfo=UTC), "P1", "C1", "S7")
     records = batch(store, [cancel], CLOCK_START + timedelta(days=40))
     assert sorted(k for _p, k, _v in records) == [b"P1:C1", b"P1:C1\x1fsS7"]
+
+
+def test_accounts_past_the_in_use_limit_are_held_frozen_and_nothing_else_changes() -> None:
+    """With at most 5 accounts in use, the others are frozen after each batch and thawed at their next use:
+    every batch emits the same records and writes the same changelog as with no limit, and each account,
+    frozen or not, is the same state (dedup window and sequence included)."""
+    free = new_store(window=32)
+    capped = AccountStore(Classifier(dedup_window=32), input_partitions=1, decode_legacy=avro_states, accounts_in_use=5)
+    capped.owned.add(PARTITION)
+    clock = CLOCK_START
+    stream = events(11)
+    for i in range(0, len(stream), 15):
+        clock += timedelta(days=5)
+        outs = []
+        for store in (free, capped):
+            store.begin()
+            engine = store.classifier
+            emitted = [r.to_dict() for r in engine.fire_due(clock)]
+            keys = []
+            for ev in stream[i : i + 15]:
+                emitted += [r.to_dict() for r in engine.apply(ev, clock) or ()]
+                if not isinstance(ev, PartnerProgramChanged):
+                    keys.append((ev.partner_id, ev.customer_id))
+            store.note(PARTITION, keys)
+            outs.append((emitted, store.changelog_records()))
+            store.commit()
+        assert outs[0] == outs[1]
+        assert len(capped.classifier._accounts) <= 5
+    assert capped.classifier.held == len(capped) - 5 > 20
+    assert states(capped) == states(free)
