@@ -30,13 +30,13 @@ from config.registry import registry_client
 from config.settings import Settings
 from deploy.local.kafka import LocalKafka
 from deploy.local.registry import LocalRegistry
-from producers.generator import BadRecord, WorkloadGenerator, WorkloadSpec
+from producers.generator import BadRecord, Shape, WorkloadGenerator, WorkloadSpec
 from producers.serde import EventEncoder
 from schemas import SUBSCRIPTION_EVENT, parse, schema_str, subject_for
 from schemas.wire import RecordEncoder
 from tests.chaos.proxy import TcpProxy
 from tests.integration.conftest import CACHE_DIR, make_settings
-from tests.integration.pipeline import ServiceProcess, encode_item, publish
+from tests.integration.pipeline import ServiceProcess, encode_item, later_terms, publish
 from tests.integration.test_service import future_terms, split_partner_first
 
 log = get_logger("multichannel.chaos")
@@ -68,6 +68,11 @@ class ChaosPlan:
     guarantee: str = "exactly_once_v2"
     input_partitions: int = 6
     catch_up_deadline_s: float = 240.0
+    shape: Shape = "uniform"
+    """The workload's shape (`WorkloadSpec.shape`): `realistic` has heavy-tailed account sizes, license terms
+    ending at month boundaries and late partner program changes."""
+    giant_accounts: tuple[int, ...] = ()
+    """Sizes of extra big accounts in the workload (`WorkloadSpec.giant_accounts`)."""
 
 
 FULL = ChaosPlan(
@@ -432,10 +437,19 @@ class ChaosRun:
         self.broker.stop()
 
     def _workload(self, settings: Settings) -> tuple[list[Item], list[Item]]:
+        p = self.plan
         spec = WorkloadSpec(
-            seed=self.seed, partners=60, customers=self.plan.customers, bad_rate=0.01, duplicate_rate=0.02
+            seed=self.seed,
+            partners=60,
+            customers=p.customers,
+            bad_rate=0.01,
+            duplicate_rate=0.02,
+            shape=p.shape,
+            giant_accounts=p.giant_accounts,
         )
-        items = future_terms(list(WorkloadGenerator(spec).events()))
+        events = WorkloadGenerator(spec).events()
+        # realistic terms end on the 1st of a month: moved by whole years, so they still do
+        items = later_terms(events) if p.shape == "realistic" else future_terms(list(events))
         return split_partner_first(items)
 
     def _newer_writer(self, settings: Settings, encoder: EventEncoder) -> EventEncoder:

@@ -162,6 +162,26 @@ class ServiceProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def later_terms(items: Iterable[dict[str, Any] | BadRecord], years: int = 8) -> list[dict[str, Any] | BadRecord]:
+    """Term dates moved `years` on (a multiple of 4: a 29 February stays a date), each on its day of the month
+    (the realistic shape's terms run from the 1st of a month to the 1st of a later one), beyond both the
+    stream's clock and the wall clock, so that the service (wall-clock timers) and `classify` (event-time
+    timers) see the same terms."""
+    assert years % 4 == 0
+    out: list[dict[str, Any] | BadRecord] = []
+    for item in items:
+        if isinstance(item, dict) and (item.get("term_start") or item.get("term_end")):
+            moved = dict(item)
+            for name in ("term_start", "term_end"):
+                value = moved.get(name)
+                if isinstance(value, str):
+                    moved[name] = f"{int(value[:4]) + years:04d}{value[4:]}"
+            out.append(moved)
+        else:
+            out.append(item)
+    return out
+
+
 def input_end_offsets(settings: Settings) -> dict[int, int]:
     c = Consumer({**settings.kafka_client_config(), "group.id": "probe-ends"})
     try:

@@ -22,6 +22,7 @@ from tests.integration.pipeline import (
     count_committed,
     expected_outputs,
     input_end_offsets,
+    later_terms,
     publish,
     read_outputs,
     wait_until_processed,
@@ -47,6 +48,25 @@ def future_terms(items: list[Any], years: int = 6) -> list[Any]:
 def workload(seed: int, customers: int, bad_rate: float = 0.0) -> list[Any]:
     spec = WorkloadSpec(seed=seed, partners=40, customers=customers, bad_rate=bad_rate, duplicate_rate=0.02)
     return future_terms(list(WorkloadGenerator(spec).events()))
+
+
+def realistic_workload(seed: int) -> list[Any]:
+    """The realistic shape scaled down: heavy-tailed account sizes with one account of 3,000 subscriptions,
+    license terms from the 1st of a month to the 1st of a later one (many ending at the same midnight), late
+    partner program changes, duplicates."""
+    spec = WorkloadSpec(
+        seed=seed,
+        partners=40,
+        customers=250,
+        shape="realistic",
+        max_subscriptions=200,
+        giant_accounts=(3_000,),
+        bad_rate=0.0,
+        duplicate_rate=0.02,
+        partner_change_rate=0.2,
+        late_partner_rate=0.5,
+    )
+    return later_terms(WorkloadGenerator(spec).events())
 
 
 def split_partner_first(items: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -92,12 +112,16 @@ def test_end_to_end_matches_classify(
     assert_same_as_classify(settings, partners + rest)
 
 
-def test_sigkill_at_random_points_loses_and_doubles_nothing(settings_factory: SettingsFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("shape", ["uniform", "realistic"])
+def test_sigkill_at_random_points_loses_and_doubles_nothing(
+    settings_factory: SettingsFactory, tmp_path: Path, shape: str
+) -> None:
     """Ten SIGKILLs and three clean SIGTERMs at seeded points of the processing (by committed
     decisions), a restart after each: the committed output equals the uninterrupted engine's,
-    record for record."""
+    record for record, for small accounts and for the realistic shape (a big account, month-boundary
+    terms, late partner changes)."""
     settings = settings_factory(batch_size=40)
-    items = workload(seed=11, customers=700)
+    items = workload(seed=11, customers=700) if shape == "uniform" else realistic_workload(seed=11)
     partners, rest = split_partner_first(items)
     want_decisions, _ = expected_outputs(partners + rest)
     publish(settings, partners)
