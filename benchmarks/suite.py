@@ -1052,9 +1052,9 @@ def targets(
         250_000,
         True,
         " records/s",
-        f"bound: the client's read of records that each hold a whole account (a bare client reads {bare} "
-        f"records/s of the same changelog; the restore runs at {_ratio(recovery.get('restore_records_per_s'), bare)} "
-        "of it), then, per account kept, its header, its index entries and its timers",
+        f"bound: the client's read of the changelog (a bare client reads {bare} records/s of the same "
+        f"changelog; the restore runs at {_ratio(recovery.get('restore_records_per_s'), bare)} of it), then, per "
+        "account kept, its record, its subscriptions' header lines, its index entries and its timers",
     )
     check(
         "SIGKILL → first decision ≤ 3 s",
