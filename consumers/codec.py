@@ -14,14 +14,13 @@ from confluent_kafka import Message
 from config.registry import registry_client
 from config.settings import Settings
 from consumers.serde import Decoder, OutputEncoders, TopicKind, check_key, event_decoder
-from consumers.state_format import decode_state, encode_account
+from consumers.state_format import decode_state
 from multichannel.codec import state_from_record
-from multichannel.engine import SavedView
 from multichannel.errors import InvalidEvent
 from multichannel.model import Event
 from multichannel.parse import parse_event, typed_subscription_event
 from multichannel.records import CustomerStatusRecord, SubscriptionDecision
-from multichannel.state import Account, AccountState
+from multichannel.state import AccountState
 from schemas import ACCOUNT_STATE
 
 
@@ -69,11 +68,6 @@ class ServiceCodec:
                 continue
             out.append(event)
         return out
-
-    @staticmethod
-    def encode_account(acct: Account, partner_view: SavedView) -> bytes:
-        """The changelog's own compact format (`consumers.state_format`), not Avro."""
-        return encode_account(acct, partner_view)
 
     def decode_states(self, values: Sequence[bytes]) -> list[AccountState]:
         """Changelog values of our own writing, in the compact format or in the Avro form of the earlier
