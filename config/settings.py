@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         10_000, ge=1000, description="transaction.timeout.ms: how long a crashed instance can hold readers back."
     )
     punctuate_interval_ms: int = Field(1000, ge=10, description="How often due term-end timers are fired.")
+    timer_batch_records: int = Field(
+        5000,
+        ge=1,
+        description="Most records that due term-end timers emit in one transaction. While more are due (a "
+        "month-end storm), each batch fires the next slice in the rule book's timer order and reads no new input.",
+    )
     auto_register_schemas: bool = Field(
         False, description="Register output schemas on start (local demo); otherwise `schemas register` does it."
     )

@@ -59,6 +59,9 @@ class BatchOutput:
     """(changelog partition, key, value)."""
     partner_table: list[dict[str, Any]] = field(default_factory=list)
     """Entries of the service's own partner table topic (key: the partner id)."""
+    timers_pending: bool = False
+    """Due timers were left for the next batch (the slice reached the limit): this batch took none of its
+    input, which the caller reads again once the timers are fired (events apply after due timers)."""
 
 
 class BatchProcessor:
@@ -72,17 +75,19 @@ class BatchProcessor:
         subscription_topic: str,
         partner_topic: str,
         dead_letter_limit: int,
+        timer_batch_records: int | None = None,
     ) -> None:
+        """`timer_batch_records`: most timer records one batch fires (None: every due timer at once)."""
         self.store = store
         self.codec = codec
         self.subscription_topic = subscription_topic
         self.partner_topic = partner_topic
         self.dead_letter_limit = dead_letter_limit
+        self.timer_batch_records = timer_batch_records
 
     # ------------------------------------------------------------------ what is due
     def timers_due(self, now: datetime) -> bool:
-        deadline = self.store.classifier.next_deadline()
-        return deadline is not None and deadline <= now
+        return self.store.classifier.timers_due(now)
 
     def work_pending(self) -> bool:
         """Work that needs a batch even without new input: re-evaluations, partner dead letters to write."""
@@ -93,12 +98,22 @@ class BatchProcessor:
     def process(
         self, records: Sequence[Message], partner_records: Sequence[Message], now: datetime, tally: BatchTally
     ) -> BatchOutput:
-        """Run the engine over one batch at `now`; every record the batch writes, in `BatchOutput`."""
+        """Run the engine over one batch at `now`; every record the batch writes, in `BatchOutput`.
+
+        Due timers fire first, at most `timer_batch_records` records of them; while some are left (a
+        month-end storm), the batch fires only its slice and leaves its input unapplied
+        (`out.timers_pending`): a transaction stays bounded and events still apply after the timers due
+        before them."""
         out = BatchOutput()
         classifier = self.store.classifier
-        fired = classifier.fire_due(now)
+        fired = classifier.fire_due(now, self.timer_batch_records)
         tally.timers_fired += sum(1 for r in fired if isinstance(r, SubscriptionDecision))
         self._emit(fired, out, tally)
+        if classifier.timers_due(now):
+            out.timers_pending = True
+            tally.input_records = 0
+            out.changelog.extend(self.store.changelog_records())
+            return out
         self._apply_partner_records(partner_records, now, out, tally)
         store = self.store
         if store.pending_reconcile:

@@ -22,6 +22,7 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._largest = 0
         r = self.registry
         self.events_in = PromCounter(
             "multichannel_events_in",
@@ -52,6 +53,15 @@ class ServiceMetrics:
             "Input records per transaction.",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
             registry=r,
+        )
+        self.transaction_records = Histogram(
+            "multichannel_transaction_records",
+            "Records written per committed transaction: outputs, dead letters, changelog and partner table.",
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000),
+            registry=r,
+        )
+        self.transaction_records_max = Gauge(
+            "multichannel_transaction_records_max", "The largest committed transaction so far, in records.", registry=r
         )
         self.transaction_seconds = Histogram(
             "multichannel_transaction_duration_seconds",
@@ -109,6 +119,11 @@ class ServiceMetrics:
             self.timers_fired.inc(tally.timers_fired)
         if tally.input_records:
             self.batch_size.observe(tally.input_records)
+        written = sum(tally.records_out.values())
+        self.transaction_records.observe(written)
+        if written > self._largest:
+            self._largest = written
+            self.transaction_records_max.set(written)
 
 
 @dataclass

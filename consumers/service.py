@@ -69,6 +69,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _first_offsets(records: list[Message]) -> dict[int, int]:
+    """Each partition's first offset among `records` (a partition's records come in offset order)."""
+    first: dict[int, int] = {}
+    for m in records:
+        first.setdefault(partition_of(m), offset_of(m))
+    return first
+
+
 class ClassifierService:
     """Runs sessions (clients + state) until asked to stop; see the module docstring."""
 
@@ -187,7 +195,10 @@ class _Session:
             subscription_topic=self.s.subscription_topic,
             partner_topic=self.s.partner_topic,
             dead_letter_limit=dead_letter_limit(conf, self.s.dead_letter_topic, self.s.dead_letter_max_bytes),
+            timer_batch_records=self.s.timer_batch_records,
         )
+        self.storm = False
+        """The last batch left due timers: the input stays paused while each turn fires the next slice."""
         self.assigned_once = False
         self.last_punctuate = 0.0
         self.last_lag_update = 0.0
@@ -275,6 +286,9 @@ class _Session:
             poll_timeout_s = s.batch_timeout_ms / 1000
             while not self.svc._stop.is_set():
                 self.svc.health.beat()
+                if self.storm:
+                    self._storm_turn(timeout_s)
+                    continue
                 with guard("consume", poll_timeout_s + timeout_s):  # rebalance callbacks guard their own work
                     msgs = self._next_batch(poll_timeout_s)
                 records = self._usable(msgs)
@@ -298,6 +312,31 @@ class _Session:
             raise FatalClientError(str(err or exc)) from exc
         finally:
             self._close()
+
+    def _storm_turn(self, timeout_s: float) -> None:
+        """One turn while due timers are left: the input partitions are paused and the consumer is still
+        called (the group membership and max.poll.interval.ms hold, rebalances are served); records it had
+        fetched before the pause are read again later. The batch fires the next slice of timers."""
+        consumer = self.consumer
+        with self.guard("consume", timeout_s):
+            consumer.pause(consumer.assignment())
+            records = self._usable(consumer.consume(num_messages=self.s.batch_size, timeout=0))
+        if records:
+            self._seek_input(_first_offsets(records))
+        self._batch([], [])
+        if not self.storm:
+            with self.guard("consume", timeout_s):
+                consumer.resume(consumer.assignment())
+        now_mono = time.monotonic()
+        if now_mono - self.last_lag_update >= 5.0:
+            self._update_lag()
+            self.last_lag_update = now_mono
+
+    def _seek_input(self, first_offsets: dict[int, int]) -> None:
+        """Read the input again from these offsets (of the partitions still owned)."""
+        for p, offset in first_offsets.items():
+            if p in self.store.owned:
+                self.consumer.seek(TopicPartition(self.s.subscription_topic, p, offset))
 
     def _close(self) -> None:
         """Close every client; a failure here (a fenced producer re-raises on flush) must not mask
@@ -370,17 +409,17 @@ class _Session:
         if not self.s.exactly_once:
             try:
                 out = self.processor.process(records, partner_msgs, now, tally)
-                self.at_least_once.finish(out, tally, next_offsets)
+                self.at_least_once.finish(out, tally, {} if out.timers_pending else next_offsets)
             except RegistryUnavailableError as exc:  # outputs may be out already: repeat from the last commit
                 self.svc._stop.wait(REGISTRY_RETRY_S)
                 raise UncertainTransaction(f"schema registry unavailable: {exc}") from exc
-            self._finish_batch(tally, started)
+            self._finish_batch(tally, started, out.timers_pending, first_offsets)
             return
         txn = self.exactly_once
         try:
             txn.begin()
             out = self.processor.process(records, partner_msgs, now, tally)
-            txn.finish(out, tally, next_offsets)
+            txn.finish(out, tally, {} if out.timers_pending else next_offsets)
         except (KafkaException, RegistryUnavailableError) as exc:
             if isinstance(exc, RegistryUnavailableError):
                 # an input record's writer schema could not be fetched: retry the batch, never dead-letter it
@@ -400,9 +439,17 @@ class _Session:
             return
         if self.assigned_once:
             self.svc.health.ready = True
-        self._finish_batch(tally, started)
+        self._finish_batch(tally, started, out.timers_pending, first_offsets)
 
-    def _finish_batch(self, tally: BatchTally, started: float) -> None:
+    def _finish_batch(
+        self, tally: BatchTally, started: float, timers_pending: bool, first_offsets: dict[int, int]
+    ) -> None:
+        """After the commit; a batch that only fired timers (more are due) gives its input back to be read
+        after them."""
+        self.storm = timers_pending
+        if timers_pending:
+            self.partners.rewind()
+            self._seek_input(first_offsets)
         self.store.commit()
         freeze_survivors()
         self.metrics.transaction_seconds.observe(time.monotonic() - started)
@@ -416,9 +463,7 @@ class _Session:
         self.metrics.aborts.inc()
         self.store.rollback()
         self.partners.rewind()
-        for p, offset in first_offsets.items():
-            if p in self.store.owned:
-                self.consumer.seek(TopicPartition(self.s.subscription_topic, p, offset))
+        self._seek_input(first_offsets)
 
     def _apply_partner_catch_up(self, msgs: list[Message]) -> None:
         tally = self.processor.catch_up(msgs, self._now())
