@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     )
 
     # --- service -----------------------------------------------------------------------------------
+    output_record_max_bytes: int = Field(
+        0,
+        ge=0,
+        description="Largest decision, status or changelog record the service produces; 0 reads each topic's "
+        "max.message.bytes at start (capped by the producer's message.max.bytes). An account whose record "
+        "is larger has its events of the batch dead-lettered (RECORD_REFUSED) instead of stopping the partition.",
+    )
     application_id: str = Field(
         "multichannel-classifier", description="Consumer group id and prefix of internal topics."
     )

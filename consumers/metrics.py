@@ -99,6 +99,12 @@ class ServiceMetrics:
         self.partitions_owned = Gauge("multichannel_partitions_owned", "Input partitions owned.", registry=r)
         self.partners_known = Gauge("multichannel_partners_known", "Partners in the partner table.", registry=r)
         self.timers_fired = PromCounter("multichannel_timers_fired", "Term-end timers that fired.", registry=r)
+        self.records_refused = PromCounter(
+            "multichannel_records_refused",
+            "Accounts whose record a topic refused (too large): their events of the batch were dead-lettered.",
+            ["topic"],
+            registry=r,
+        )
         self.ready = Gauge(
             "multichannel_ready", "1 when state is restored and the partner table caught up.", registry=r
         )
@@ -115,6 +121,8 @@ class ServiceMetrics:
             self.records_out.labels(kind).inc(n)
         for decision, n in tally.decisions.items():
             self.decisions.labels(decision).inc(n)
+        for topic, n in tally.records_refused.items():
+            self.records_refused.labels(topic).inc(n)
         if tally.timers_fired:
             self.timers_fired.inc(tally.timers_fired)
         if tally.input_records:
@@ -137,6 +145,8 @@ class BatchTally:
     dead_letters: Counter[str] = field(default_factory=Counter)
     records_out: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)
+    records_refused: Counter[str] = field(default_factory=Counter)
+    """Refused accounts by the topic of their refused record."""
 
 
 class HealthState:
