@@ -61,6 +61,10 @@ class RecordLimits:
     def limit(self, topic: str) -> int:
         return self.limits.get(topic, self.default)
 
+    def smallest(self) -> int:
+        """The smallest limit of the output topics: the largest record batch every one of them takes."""
+        return min(self.limits.values(), default=self.default)
+
     @classmethod
     def from_cluster(
         cls, client_conf: dict[str, Any], topics: OutputTopics, producer_max: int, configured: int = 0

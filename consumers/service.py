@@ -206,6 +206,8 @@ class _Session:
             timer_batch_records=self.s.timer_batch_records,
         )
         producer_max = max(1_000_000, self.processor.dead_letter_limit)
+        self.topics = OutputTopics(self.s.decision_topic, self.s.status_topic, self.s.changelog_topic)
+        self.limits = RecordLimits.from_cluster(conf, self.topics, producer_max, self.s.output_record_max_bytes)
         self.storm = False
         """The last batch left due timers: the input stays paused while each turn fires the next slice."""
         self.assigned_once = False
@@ -246,10 +248,11 @@ class _Session:
                 "partitioner": "murmur2_random",
                 # a dead letter carries a whole input record plus headers: more than the 1 MB default
                 "message.max.bytes": producer_max,
+                # a topic takes no record batch larger than its limit: small records batched together must fit
+                "batch.size": min(1_000_000, self.limits.smallest()),
             }
         )
-        self.topics = OutputTopics(self.s.decision_topic, self.s.status_topic, self.s.changelog_topic)
-        self.limits = RecordLimits.from_cluster(conf, self.topics, producer_max, self.s.output_record_max_bytes)
+
         self.consumer = Consumer(
             {
                 **conf,
