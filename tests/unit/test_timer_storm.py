@@ -1,14 +1,24 @@
-"""A month-end storm through `BatchProcessor.process`: 20,000 term ends at one instant fire in bounded
-batches, in the order one unbounded fire gives, with the input left unread until they are all fired, and
-an aborted batch in the middle fires the same accounts again (no broker: fake records and codec)."""
+"""A month-end storm through `BatchProcessor.process` and the service session: 20,000 term ends at one
+instant fire in bounded batches, in the order one unbounded fire gives, with the input left unread until
+they are all fired, and an aborted batch in the middle fires the same accounts again (no broker: fake
+records, codec and clients)."""
 
 from __future__ import annotations
 
+import threading
+import time
+from contextlib import nullcontext
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
+from config.settings import Settings
 from consumers.batch import BatchOutput, BatchProcessor
-from consumers.metrics import BatchTally
+from consumers.limits import OutputTopics, RecordLimits
+from consumers.metrics import BatchTally, HealthState, ServiceMetrics
+from consumers.service import _Session
 from consumers.store import AccountStore
 from multichannel.engine import Classifier
 from multichannel.model import BillingModel, Channel, PartnerProgramChanged, Program, SubscriptionPurchased
@@ -160,3 +170,95 @@ def test_an_aborted_slice_fires_the_same_accounts_again() -> None:
         fired += retried
         batches += 1
     assert fired == unbounded
+
+
+class ConsumedRecord(FakeRecord):
+    def error(self) -> None:
+        return None
+
+
+class StormConsumer:
+    """The consumer calls of a storm: the assignment is paused, nothing new is read, and the record that was
+    fetched before the pause is read again from its offset."""
+
+    def __init__(self, prefetched: list[FakeRecord]) -> None:
+        self.prefetched = prefetched
+        self.calls: list[str] = []
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("subs", p) for p in range(PARTITIONS)]
+
+    def pause(self, tps: list[TopicPartition]) -> None:
+        self.calls.append("pause")
+
+    def resume(self, tps: list[TopicPartition]) -> None:
+        self.calls.append("resume")
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeRecord]:
+        self.calls.append("consume")
+        taken, self.prefetched = self.prefetched, []
+        return taken
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.calls.append(f"seek {tp.partition}@{tp.offset}")
+
+
+class Transactions:
+    """The exactly-once strategy's calls: what each transaction would write, and the offsets it would send."""
+
+    def __init__(self) -> None:
+        self.offsets: list[dict[int, int]] = []
+        self.sizes: list[int] = []
+
+    def begin(self) -> None:
+        """Nothing to open."""
+
+    def finish(self, out: BatchOutput, tally: BatchTally, next_offsets: dict[int, int]) -> None:
+        self.offsets.append(dict(next_offsets))
+        self.sizes.append(len(out.decisions) + len(out.statuses))
+
+
+class Partners:
+    def mark(self) -> None:
+        """Nothing read."""
+
+    def rewind(self) -> None:
+        """Nothing read."""
+
+
+def session(proc: BatchProcessor, consumer: StormConsumer, txn: Transactions) -> Any:
+    """A service session around the processor, with fake clients (no broker)."""
+    svc = SimpleNamespace(clock=lambda: CLOCK, health=HealthState(), _stop=threading.Event())
+    s = _Session.__new__(_Session)
+    s.svc, s.s, s.metrics = svc, Settings(batch_size=100), ServiceMetrics()  # type: ignore[assignment]
+    s.guard = lambda _what, _timeout_s: nullcontext()  # type: ignore[assignment,return-value]
+    s.store, s.processor, s.consumer = proc.store, proc, consumer  # type: ignore[assignment]
+    s.partners, s.exactly_once = Partners(), txn  # type: ignore[assignment]
+    s.limits = RecordLimits(OutputTopics("d", "s", "c"), {}, 1 << 20)
+    s.topics, s.refused_deliveries, s.storm, s.assigned_once = s.limits.topics, [], False, True
+    s.last_lag_update = time.monotonic() + 3600
+    return s
+
+
+def test_the_service_pauses_its_input_while_a_storm_fires_and_reads_it_again_after() -> None:
+    """The batch that meets the storm fires a slice and gives its record back (no offsets sent, a seek to it);
+    each following turn pauses the input, still calls the consumer, and fires the next slice; once no timer
+    is due the input is resumed and the record is applied."""
+    proc, codec = storm(limit=1000)
+    record = ConsumedRecord(purchase(7, "S9"), 1, 40)
+    consumer, txn = StormConsumer(prefetched=[record]), Transactions()
+    s = session(proc, consumer, txn)
+    s._batch([record], [])
+    assert s.storm and txn.offsets == [{}] and consumer.calls == ["seek 1@40"]
+    turns = 0
+    while s.storm:
+        s._storm_turn(1.0)
+        turns += 1
+        assert turns < 100
+    assert turns >= 19 and max(txn.sizes) <= 1001 and all(o == {} for o in txn.offsets)
+    assert consumer.calls[1:4] == ["pause", "consume", "seek 1@40"], "a record fetched before the pause is read again"
+    assert consumer.calls.count("pause") == turns and consumer.calls[-1] == "resume"
+    assert s.svc.health.ready and s.metrics.transaction_records_max._value.get() <= 1001
+    s._batch([record], [])
+    assert txn.offsets[-1] == {1: 41}
+    assert [r.subscription_id for r in codec.emitted[-2:] if isinstance(r, SubscriptionDecision)] == ["S9"]
