@@ -2,7 +2,7 @@
 the changelog topic's `max.message.bytes` has its events dead-lettered (RECORD_REFUSED), and the other
 accounts on the same partition go on, exactly once. Two ways in: the limit is known when the service
 starts (the record is refused before it is produced), or it is lowered while the service runs (the broker
-refuses the record and the transaction is aborted)."""
+refuses the record and the transaction is aborted, or, at least once, the batch is repeated)."""
 
 from __future__ import annotations
 
@@ -57,11 +57,22 @@ def purchase(customer: str, sid: str, minute: int) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("when", ["known_at_start", "lowered_while_running"])
+@pytest.mark.parametrize(
+    ("when", "guarantee"),
+    [
+        ("known_at_start", "exactly_once_v2"),
+        ("lowered_while_running", "exactly_once_v2"),
+        ("lowered_while_running", "at_least_once"),
+    ],
+    ids=["eos-known", "eos-lowered", "alos-lowered"],
+)
 def test_an_account_too_large_for_the_changelog_is_dead_lettered_and_its_partition_goes_on(
-    settings_factory: SettingsFactory, tmp_path: Path, when: str
+    settings_factory: SettingsFactory, tmp_path: Path, when: str, guarantee: str
 ) -> None:
-    settings = settings_factory()
+    """At least once, too, the partition goes on: the refused batch is repeated without the account (its
+    decisions of that batch were already delivered, as docs/architecture.md says; the other accounts' are
+    not doubled here, since the refused account's batch held no other account's events)."""
+    settings = settings_factory(processing_guarantee=guarantee)
     partner = {
         "event_type": "partner_program_changed",
         "event_id": "px",
@@ -112,7 +123,10 @@ def test_an_account_too_large_for_the_changelog_is_dead_lettered_and_its_partiti
     assert set(sources) <= big_sources and all(m.key() == BIG.encode() for m in refused)
     assert all(b"changelog" in dict(m.headers())["error.message"] for m in refused)
     big_decided = sum(n for (c, _sid), n in decided.items() if c == BIG)
-    assert big_decided + len(sources) == BIG_SUBSCRIPTIONS, "every event of the account decided or dead-lettered"
+    if guarantee == "exactly_once_v2":
+        assert big_decided + len(sources) == BIG_SUBSCRIPTIONS, "every event of the account decided or dead-lettered"
+    else:  # the account's decisions were delivered before its changelog record was refused: both are out
+        assert big_decided + len(sources) >= BIG_SUBSCRIPTIONS, "every event of the account at least once"
     log = svc.log_path.read_text()
     assert '"record_refused"' in log and BIG in log
     assert '"fatal_client_error"' not in log
