@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     )
 
     # --- service -----------------------------------------------------------------------------------
+    output_record_max_bytes: int = Field(
+        0,
+        ge=0,
+        description="Largest decision, status or changelog record the service produces; 0 reads each topic's "
+        "max.message.bytes at start (capped by the producer's message.max.bytes). An account whose record "
+        "is larger has its events of the batch dead-lettered (RECORD_REFUSED) instead of stopping the partition.",
+    )
     application_id: str = Field(
         "multichannel-classifier", description="Consumer group id and prefix of internal topics."
     )
@@ -92,6 +99,12 @@ class Settings(BaseSettings):
         10_000, ge=1000, description="transaction.timeout.ms: how long a crashed instance can hold readers back."
     )
     punctuate_interval_ms: int = Field(1000, ge=10, description="How often due term-end timers are fired.")
+    timer_batch_records: int = Field(
+        5000,
+        ge=1,
+        description="Most records that due term-end timers emit in one transaction. While more are due (a "
+        "month-end storm), each batch fires the next slice in the rule book's timer order and reads no new input.",
+    )
     auto_register_schemas: bool = Field(
         False, description="Register output schemas on start (local demo); otherwise `schemas register` does it."
     )

@@ -29,7 +29,7 @@ from consumers.messages import Headers, offset_of, partition_of
 from consumers.metrics import BatchTally
 from consumers.state_format import encode_partner_entry
 from consumers.store import AccountStore
-from multichannel.errors import InvalidEvent, UnknownEventType
+from multichannel.errors import InvalidEvent, RecordRefused, UnknownEventType
 from multichannel.model import AccountKey, Event, PartnerProgramChanged
 from multichannel.records import CustomerStatusRecord, SubscriptionDecision
 
@@ -48,6 +48,24 @@ class Codec(Protocol):
     def encode_status(self, rec: CustomerStatusRecord, /) -> bytes: ...
 
 
+@dataclass(frozen=True)
+class RefusedRecord:
+    """An account whose record the brokers refuse (or would): its events of the batch become dead letters."""
+
+    account: AccountKey
+    topic: str
+    size: int
+    """Bytes of the record, counted as `consumers.limits.record_size` does."""
+    limit: int
+    """The topic's limit (0 when the brokers reported the refusal)."""
+    why: str
+    """`too large` (found before producing) or the brokers' error name."""
+
+    def message(self) -> str:
+        limit = f" of at most {self.limit}" if self.limit else ""
+        return f"the account's record on {self.topic} ({self.size} bytes) is refused{limit}: {self.why}"
+
+
 @dataclass
 class BatchOutput:
     """Everything one transaction writes, gathered before anything is produced."""
@@ -59,6 +77,18 @@ class BatchOutput:
     """(changelog partition, key, value)."""
     partner_table: list[dict[str, Any]] = field(default_factory=list)
     """Entries of the service's own partner table topic (key: the partner id)."""
+    account_keys: dict[bytes, AccountKey] = field(default_factory=dict)
+    """Account key bytes (`partner_id:customer_id`) -> account, of every account the batch writes a record of."""
+    refused: dict[AccountKey, tuple[RefusedRecord, int]] = field(default_factory=dict)
+    """Refused accounts the batch touched, with how many of their events it dead-lettered."""
+    timers_pending: bool = False
+    """Due timers were left for the next batch (the slice reached the limit): this batch took none of its
+    input, which the caller reads again once the timers are fired (events apply after due timers)."""
+
+    def account_of_key(self, key: bytes) -> AccountKey | None:
+        """The account of a status or changelog key (a changelog key is the account key, or the account key,
+        0x1f and a suffix for a part of the account); None for keys of no account (checkpoints)."""
+        return self.account_keys.get(key.split(b"\x1f", 1)[0])
 
 
 class BatchProcessor:
@@ -72,17 +102,23 @@ class BatchProcessor:
         subscription_topic: str,
         partner_topic: str,
         dead_letter_limit: int,
+        timer_batch_records: int | None = None,
     ) -> None:
+        """`timer_batch_records`: most timer records one batch fires (None: every due timer at once)."""
         self.store = store
         self.codec = codec
         self.subscription_topic = subscription_topic
         self.partner_topic = partner_topic
         self.dead_letter_limit = dead_letter_limit
+        self.timer_batch_records = timer_batch_records
+        self.refused: dict[AccountKey, RefusedRecord] = {}
+        """Accounts whose records are refused: their events of the batch become dead letters (RECORD_REFUSED)
+        and whatever else changed them in the batch is undone. Kept until a batch with input commits."""
+        self._refused_events: Counter[AccountKey] = Counter()
 
     # ------------------------------------------------------------------ what is due
     def timers_due(self, now: datetime) -> bool:
-        deadline = self.store.classifier.next_deadline()
-        return deadline is not None and deadline <= now
+        return self.store.classifier.timers_due(now)
 
     def work_pending(self) -> bool:
         """Work that needs a batch even without new input: re-evaluations, partner dead letters to write."""
@@ -93,12 +129,22 @@ class BatchProcessor:
     def process(
         self, records: Sequence[Message], partner_records: Sequence[Message], now: datetime, tally: BatchTally
     ) -> BatchOutput:
-        """Run the engine over one batch at `now`; every record the batch writes, in `BatchOutput`."""
+        """Run the engine over one batch at `now`; every record the batch writes, in `BatchOutput`.
+
+        Due timers fire first, at most `timer_batch_records` records of them; while some are left (a
+        month-end storm), the batch fires only its slice and leaves its input unapplied
+        (`out.timers_pending`): a transaction stays bounded and events still apply after the timers due
+        before them."""
         out = BatchOutput()
         classifier = self.store.classifier
-        fired = classifier.fire_due(now)
+        fired = classifier.fire_due(now, self.timer_batch_records)
         tally.timers_fired += sum(1 for r in fired if isinstance(r, SubscriptionDecision))
         self._emit(fired, out, tally)
+        if classifier.timers_due(now):
+            out.timers_pending = True
+            tally.input_records = 0
+            self._finish(out, tally)
+            return out
         self._apply_partner_records(partner_records, now, out, tally)
         store = self.store
         if store.pending_reconcile:
@@ -107,8 +153,38 @@ class BatchProcessor:
         self._apply_subscription_records(records, now, out, tally)
         self._release_partner_dead_letters(out, tally)
         self._write_partner_table(out)
-        out.changelog.extend(store.changelog_records())
+        self._finish(out, tally)
         return out
+
+    def _finish(self, out: BatchOutput, tally: BatchTally) -> None:
+        """Refused accounts' changes undone and their records dropped; then the changelog of the rest."""
+        if self.refused:
+            self._drop_refused(out, tally)
+        store = self.store
+        keys = out.account_keys
+        for key, _acct in store.classifier.changed_accounts():
+            keys[account_key_bytes(*key)] = key
+        out.changelog.extend(store.changelog_records())
+
+    def _drop_refused(self, out: BatchOutput, tally: BatchTally) -> None:
+        refused = self.refused
+        touched = {k for k, _acct in self.store.classifier.changed_accounts() if k in refused}
+        touched.update(m["account"] for m in out.decisions if m["account"] in refused)
+        touched.update(m["account"] for m in out.statuses if m["account"] in refused)
+        out.decisions = [m for m in out.decisions if m["account"] not in refused]
+        out.statuses = [m for m in out.statuses if m["account"] not in refused]
+        self.store.classifier.revert(refused)
+        events = self._refused_events
+        touched.update(events)
+        for key in sorted(touched):
+            out.refused[key] = (refused[key], events[key])
+            tally.records_refused[refused[key].topic] += 1
+        events.clear()
+
+    def forget_refused(self) -> None:
+        """A batch with input committed: the refused accounts' events of it are dead letters; later events
+        of those accounts are tried again."""
+        self.refused.clear()
 
     def catch_up(self, partner_records: Sequence[Message], now: datetime) -> BatchTally:
         """Build the partner table before any account is held: nothing to emit yet (bad records wait for their
@@ -148,6 +224,7 @@ class BatchProcessor:
         topic = self.subscription_topic
         decoded = self.codec.decode_subscription_batch(records)
         apply, emit, note = self.store.classifier.apply, self._emit, self.store.note
+        refused = self.refused
         kinds: Counter[str] = Counter()
         duplicates = 0
         run_partition, run_keys = -1, set[AccountKey]()  # a batch comes in runs of one partition's records
@@ -159,6 +236,9 @@ class BatchProcessor:
             if isinstance(event, PartnerProgramChanged):
                 bad = UnknownEventType(f"partner_program_changed does not belong on {topic}")
                 self._dead_letter(msg, bad, out, tally, "subscription")
+                continue
+            if refused and (event.partner_id, event.customer_id) in refused:
+                self._refuse(msg, refused[event.partner_id, event.customer_id], out, tally)
                 continue
             kinds[event.event_type._value_] += 1  # the code itself: a StrEnum member hashes in Python
             p = partition_of(msg)
@@ -212,12 +292,25 @@ class BatchProcessor:
         encode_decision, encode_status = self.codec.encode_decision, self.codec.encode_status
         for rec in records:
             if isinstance(rec, SubscriptionDecision):
-                decisions.append({"key": rec.customer_id.encode(), "value": encode_decision(rec)})
+                decisions.append(
+                    {
+                        "key": rec.customer_id.encode(),
+                        "value": encode_decision(rec),
+                        "account": (rec.partner_id, rec.customer_id),
+                    }
+                )
                 counts[rec.decision._value_] += 1  # the code itself: a StrEnum member hashes in Python
             else:
-                statuses.append(
-                    {"key": account_key_bytes(rec.partner_id, rec.customer_id), "value": encode_status(rec)}
-                )
+                account = (rec.partner_id, rec.customer_id)
+                statuses.append({"key": account_key_bytes(*account), "value": encode_status(rec), "account": account})
+
+    def _refuse(self, msg: Message, refusal: RefusedRecord, out: BatchOutput, tally: BatchTally) -> None:
+        """A valid event of a refused account: a dead letter, not applied."""
+        record = dead_letter(msg, RecordRefused(refusal.message()), self.dead_letter_limit)
+        out.dead_letters.append(record)
+        tally.outcomes["dead_letter"] += 1
+        tally.dead_letters[RecordRefused.reason] += 1
+        self._refused_events[refusal.account] += 1
 
     def _dead_letter(self, msg: Message, error: InvalidEvent, out: BatchOutput, tally: BatchTally, source: str) -> None:
         record = dead_letter(msg, error, self.dead_letter_limit)

@@ -22,7 +22,14 @@ from config.errors import AccessRefused
 from config.logs import get_logger
 from config.settings import Settings
 from consumers.batch import BatchOutput
-from consumers.kafka_errors import FatalClientError, UncertainTransaction, is_fenced, kafka_error
+from consumers.kafka_errors import (
+    FatalClientError,
+    RecordsRefused,
+    UncertainTransaction,
+    is_fenced,
+    is_record_refusal,
+    kafka_error,
+)
 from consumers.messages import Headers
 from consumers.metrics import BatchTally
 
@@ -36,9 +43,11 @@ Refusal = Callable[[KafkaError | None], AccessRefused | None]
 class OutputWriter:
     """Hands a batch's records to the producer: outputs (what readers see) and the changelog."""
 
-    def __init__(self, producer: Any, settings: Settings) -> None:
+    def __init__(self, producer: Any, settings: Settings, refused: list[Any] | None = None) -> None:
+        """`refused` collects the records the client refuses before sending, as (error, topic, key, value)."""
         self.producer = producer
         self.s = settings
+        self.refused: list[Any] = [] if refused is None else refused
 
     def outputs(self, out: BatchOutput, tally: BatchTally) -> None:
         """Decisions, statuses and dead letters."""
@@ -79,10 +88,16 @@ class OutputWriter:
             if queued == len(pending):
                 return
             failed = [m for m in pending if "_error" in m]
+            refusal: KafkaError | None = None
             for m in failed:
                 err = m.pop("_error")
-                if getattr(err, "code", lambda: None)() != KafkaError._QUEUE_FULL:
+                if is_record_refusal(err):
+                    self.refused.append((err, topic, m.get("key"), m.get("value")))
+                    refusal = err
+                elif getattr(err, "code", lambda: None)() != KafkaError._QUEUE_FULL:
                     raise KafkaException(err)
+            if refusal is not None:
+                raise KafkaException(refusal)
             self.producer.poll(0.05)
             pending = failed
 
@@ -185,19 +200,26 @@ class AtLeastOnce:
         guard: Guard,
         refusal: Refusal,
         delivery_errors: list[KafkaError],
+        refused: list[Any] | None = None,
     ) -> None:
-        """`delivery_errors` is where the producer's delivery callback puts every failed delivery."""
+        """`delivery_errors` is where the producer's delivery callback puts every failed delivery, `refused`
+        where it puts the records refused for what they are (too large: see `consumers.limits`)."""
         self.producer, self.consumer, self.s = producer, consumer, settings
         self.guard, self.refusal = guard, refusal
-        self.writer = OutputWriter(producer, settings)
+        self.refused: list[Any] = [] if refused is None else refused
+        self.writer = OutputWriter(producer, settings, self.refused)
         self.timeout_s = settings.transaction_timeout_ms / 1000
         self.delivery_errors = delivery_errors
 
     def finish(self, out: BatchOutput, tally: BatchTally, next_offsets: dict[int, int]) -> None:
         timeout_s = self.timeout_s
         for what, produce in (("produce", self.writer.outputs), ("produce changelog", self.writer.changelog)):
-            with self.guard(what, timeout_s):
-                produce(out, tally)
+            try:
+                with self.guard(what, timeout_s):
+                    produce(out, tally)
+            except KafkaException:
+                if not self.refused:
+                    raise
             self._flush_delivered()
         if next_offsets:
             offsets = [TopicPartition(self.s.subscription_topic, p, o) for p, o in sorted(next_offsets.items())]
@@ -219,6 +241,8 @@ class AtLeastOnce:
             refused = self.refusal(error)
             if refused is not None:
                 raise refused
+        if self.refused and not self.delivery_errors:
+            raise RecordsRefused(f"{len(self.refused)} records refused: {self.refused[0][0]}")
         if remaining or self.delivery_errors:
             errors = [str(e) for e in self.delivery_errors[:3]]
             self.delivery_errors.clear()

@@ -33,6 +33,13 @@ class UncertainTransaction(ServiceError):
     reason = "UNCERTAIN_TRANSACTION"
 
 
+class RecordsRefused(ServiceError):
+    """The brokers refused records of the batch for what they are (e.g. their size): the batch is repeated
+    without the accounts they belong to."""
+
+    reason = "RECORDS_REFUSED"
+
+
 def kafka_error(exc: KafkaException) -> KafkaError | None:
     arg = exc.args[0] if exc.args else None
     return arg if isinstance(arg, KafkaError) else None
@@ -52,3 +59,18 @@ def is_fatal(err: KafkaError | None) -> bool:
     if err is None:
         return True
     return bool(err.fatal()) or not (err.txn_requires_abort() or err.retriable())
+
+
+_RECORD_REFUSAL_CODES = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+    }
+)
+
+
+def is_record_refusal(err: KafkaError | None) -> bool:
+    """The brokers (or the client, before sending) refused one record for what it is, e.g. its size: producing
+    the same record again is refused again, so the service refuses the record's account instead of retrying."""
+    return err is not None and err.code() in _RECORD_REFUSAL_CODES

@@ -22,6 +22,7 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._largest = 0
         r = self.registry
         self.events_in = PromCounter(
             "multichannel_events_in",
@@ -52,6 +53,15 @@ class ServiceMetrics:
             "Input records per transaction.",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
             registry=r,
+        )
+        self.transaction_records = Histogram(
+            "multichannel_transaction_records",
+            "Records written per committed transaction: outputs, dead letters, changelog and partner table.",
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000),
+            registry=r,
+        )
+        self.transaction_records_max = Gauge(
+            "multichannel_transaction_records_max", "The largest committed transaction so far, in records.", registry=r
         )
         self.transaction_seconds = Histogram(
             "multichannel_transaction_duration_seconds",
@@ -89,6 +99,12 @@ class ServiceMetrics:
         self.partitions_owned = Gauge("multichannel_partitions_owned", "Input partitions owned.", registry=r)
         self.partners_known = Gauge("multichannel_partners_known", "Partners in the partner table.", registry=r)
         self.timers_fired = PromCounter("multichannel_timers_fired", "Term-end timers that fired.", registry=r)
+        self.records_refused = PromCounter(
+            "multichannel_records_refused",
+            "Accounts whose record a topic refused (too large): their events of the batch were dead-lettered.",
+            ["topic"],
+            registry=r,
+        )
         self.ready = Gauge(
             "multichannel_ready", "1 when state is restored and the partner table caught up.", registry=r
         )
@@ -105,10 +121,17 @@ class ServiceMetrics:
             self.records_out.labels(kind).inc(n)
         for decision, n in tally.decisions.items():
             self.decisions.labels(decision).inc(n)
+        for topic, n in tally.records_refused.items():
+            self.records_refused.labels(topic).inc(n)
         if tally.timers_fired:
             self.timers_fired.inc(tally.timers_fired)
         if tally.input_records:
             self.batch_size.observe(tally.input_records)
+        written = sum(tally.records_out.values())
+        self.transaction_records.observe(written)
+        if written > self._largest:
+            self._largest = written
+            self.transaction_records_max.set(written)
 
 
 @dataclass
@@ -122,6 +145,8 @@ class BatchTally:
     dead_letters: Counter[str] = field(default_factory=Counter)
     records_out: Counter[str] = field(default_factory=Counter)
     decisions: Counter[str] = field(default_factory=Counter)
+    records_refused: Counter[str] = field(default_factory=Counter)
+    """Refused accounts by the topic of their refused record."""
 
 
 class HealthState:

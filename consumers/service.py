@@ -35,12 +35,20 @@ from config.errors import AccessRefused, DependencyUnreachable, access_refusal, 
 from config.logs import get_logger
 from config.reachability import wait_for_brokers, wait_for_registry
 from config.settings import Settings
-from consumers.batch import BatchProcessor
+from consumers.batch import BatchOutput, BatchProcessor
 from consumers.changelog import read_changelog
 from consumers.codec import ServiceCodec
 from consumers.commit import AtLeastOnce, ExactlyOnce, OutputWriter
 from consumers.dead_letters import dead_letter_limit
-from consumers.kafka_errors import FatalClientError, UncertainTransaction, is_fatal, kafka_error
+from consumers.kafka_errors import (
+    FatalClientError,
+    RecordsRefused,
+    UncertainTransaction,
+    is_fatal,
+    is_record_refusal,
+    kafka_error,
+)
+from consumers.limits import Delivery, OutputTopics, RecordLimits, process_within_limits, refuse, refused_accounts
 from consumers.messages import offset_of, partition_of
 from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
 from consumers.partner_feed import PartnerFeed, read_partner_table
@@ -67,6 +75,14 @@ RESTORE_TIMEOUT_S = 120.0
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _first_offsets(records: list[Message]) -> dict[int, int]:
+    """Each partition's first offset among `records` (a partition's records come in offset order)."""
+    first: dict[int, int] = {}
+    for m in records:
+        first.setdefault(partition_of(m), offset_of(m))
+    return first
 
 
 class ClassifierService:
@@ -190,21 +206,35 @@ class _Session:
             subscription_topic=self.s.subscription_topic,
             partner_topic=self.s.partner_topic,
             dead_letter_limit=dead_letter_limit(conf, self.s.dead_letter_topic, self.s.dead_letter_max_bytes),
+            timer_batch_records=self.s.timer_batch_records,
         )
+        producer_max = max(1_000_000, self.processor.dead_letter_limit)
+        self.topics = OutputTopics(self.s.decision_topic, self.s.status_topic, self.s.changelog_topic)
+        self.limits = RecordLimits.from_cluster(conf, self.topics, producer_max, self.s.output_record_max_bytes)
+        self.storm = False
+        """The last batch left due timers: the input stays paused while each turn fires the next slice."""
         self.assigned_once = False
         self.last_punctuate = 0.0
         self.last_lag_update = 0.0
         delivery_errors: list[KafkaError] = []
+        self.refused_deliveries: list[Delivery] = []
+        """Records the brokers refused (too large, invalid), from delivery reports and from the client."""
 
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                return
+            if is_record_refusal(err):
+                self.refused_deliveries.append((err, msg.topic() or "", msg.key(), msg.value()))
+            else:
                 delivery_errors.append(err)
 
         guarantee: dict[str, Any] = (
             {"transactional.id": self.s.transactional_id, "transaction.timeout.ms": self.s.transaction_timeout_ms}
             if self.s.exactly_once
-            else {"on_delivery": on_delivery}
+            else {}
         )
+        # a delivery report only for a failed record: which account a refused record belongs to
+        guarantee |= {"on_delivery": on_delivery, "delivery.report.only.error": True}
         self.producer = Producer(
             {
                 **conf,
@@ -220,9 +250,12 @@ class _Session:
                 "compression.type": "lz4",
                 "partitioner": "murmur2_random",
                 # a dead letter carries a whole input record plus headers: more than the 1 MB default
-                "message.max.bytes": max(1_000_000, self.processor.dead_letter_limit),
+                "message.max.bytes": producer_max,
+                # a topic takes no record batch larger than its limit: small records batched together must fit
+                "batch.size": min(1_000_000, self.limits.smallest()),
             }
         )
+
         self.consumer = Consumer(
             {
                 **conf,
@@ -244,11 +277,11 @@ class _Session:
             self.consumer,
             self.s,
             self.guard,
-            OutputWriter(self.producer, self.s),
+            OutputWriter(self.producer, self.s, self.refused_deliveries),
             self.metrics.batch_phase_seconds,
         )
         self.at_least_once = AtLeastOnce(
-            self.producer, self.consumer, self.s, self.guard, service.refusal, delivery_errors
+            self.producer, self.consumer, self.s, self.guard, service.refusal, delivery_errors, self.refused_deliveries
         )
 
     # ------------------------------------------------------------------ main loop
@@ -278,6 +311,9 @@ class _Session:
             poll_timeout_s = s.batch_timeout_ms / 1000
             while not self.svc._stop.is_set():
                 self.svc.health.beat()
+                if self.storm:
+                    self._storm_turn(timeout_s)
+                    continue
                 with guard("consume", poll_timeout_s + timeout_s):  # rebalance callbacks guard their own work
                     msgs = self._next_batch(poll_timeout_s)
                 records = self._usable(msgs)
@@ -301,6 +337,31 @@ class _Session:
             raise FatalClientError(str(err or exc)) from exc
         finally:
             self._close()
+
+    def _storm_turn(self, timeout_s: float) -> None:
+        """One turn while due timers are left: the input partitions are paused and the consumer is still
+        called (the group membership and max.poll.interval.ms hold, rebalances are served); records it had
+        fetched before the pause are read again later. The batch fires the next slice of timers."""
+        consumer = self.consumer
+        with self.guard("consume", timeout_s):
+            consumer.pause(consumer.assignment())
+            records = self._usable(consumer.consume(num_messages=self.s.batch_size, timeout=0))
+        if records:
+            self._seek_input(_first_offsets(records))
+        self._batch([], [])
+        if not self.storm:
+            with self.guard("consume", timeout_s):
+                consumer.resume(consumer.assignment())
+        now_mono = time.monotonic()
+        if now_mono - self.last_lag_update >= 5.0:
+            self._update_lag()
+            self.last_lag_update = now_mono
+
+    def _seek_input(self, first_offsets: dict[int, int]) -> None:
+        """Read the input again from these offsets (of the partitions still owned)."""
+        for p, offset in first_offsets.items():
+            if p in self.store.owned:
+                self.consumer.seek(TopicPartition(self.s.subscription_topic, p, offset))
 
     def _close(self) -> None:
         """Close every client; a failure here (a fenced producer re-raises on flush) must not mask
@@ -369,22 +430,38 @@ class _Session:
             self.metrics.batch_phase_seconds.labels("wait").observe(max(0.0, time.time() - oldest_ms / 1000))
         self.store.begin()
         self.partners.mark()
+        self.refused_deliveries.clear()
         started = time.monotonic()
+        out: BatchOutput | None = None
         if not self.s.exactly_once:
             try:
-                out = self.processor.process(records, partner_msgs, now, tally)
-                self.at_least_once.finish(out, tally, next_offsets)
+                out, tally = self._process(records, partner_msgs, now, tally)
+                self.at_least_once.finish(out, tally, {} if out.timers_pending else next_offsets)
             except RegistryUnavailableError as exc:  # outputs may be out already: repeat from the last commit
                 self.svc._stop.wait(REGISTRY_RETRY_S)
                 raise UncertainTransaction(f"schema registry unavailable: {exc}") from exc
-            self._finish_batch(tally, started)
+            except RecordsRefused as exc:
+                assert out is not None
+                if not self._refuse_delivered(out):
+                    raise UncertainTransaction(str(exc)) from exc
+                self._undo_batch(first_offsets)  # other accounts' outputs may repeat: at least once
+                return
+            self._finish_batch(tally, started, out, first_offsets)
             return
         txn = self.exactly_once
         try:
             txn.begin()
-            out = self.processor.process(records, partner_msgs, now, tally)
-            txn.finish(out, tally, next_offsets)
+            out, tally = self._process(records, partner_msgs, now, tally)
+            txn.finish(out, tally, {} if out.timers_pending else next_offsets)
         except (KafkaException, RegistryUnavailableError) as exc:
+            if isinstance(exc, KafkaException) and out is not None:
+                with suppress(KafkaException, RuntimeError):
+                    self.producer.poll(0)  # the delivery reports of refused records, if any are still queued
+                err = kafka_error(exc)
+                if (err is None or not err.fatal()) and self._refuse_delivered(out):
+                    log.warning("transaction_abort", error=str(err), records=len(records), reason="record refused")
+                    self._abort(first_offsets)
+                    return
             if isinstance(exc, RegistryUnavailableError):
                 # an input record's writer schema could not be fetched: retry the batch, never dead-letter it
                 log.warning("registry_unavailable", error=str(exc), retry_in_s=REGISTRY_RETRY_S)
@@ -403,9 +480,28 @@ class _Session:
             return
         if self.assigned_once:
             self.svc.health.ready = True
-        self._finish_batch(tally, started)
+        self._finish_batch(tally, started, out, first_offsets)
 
-    def _finish_batch(self, tally: BatchTally, started: float) -> None:
+    def _finish_batch(self, tally: BatchTally, started: float, out: BatchOutput, first_offsets: dict[int, int]) -> None:
+        """After the commit; a batch that only fired timers (more are due) gives its input back to be read
+        after them."""
+        for (pid, cid), (refusal, events) in out.refused.items():
+            log.error(
+                "record_refused",
+                partner_id=pid,
+                customer_id=cid,
+                topic=refusal.topic,
+                size=refusal.size,
+                limit=refusal.limit or None,
+                why=refusal.why,
+                dead_letters=events,
+            )
+        self.storm = out.timers_pending
+        if out.timers_pending:
+            self.partners.rewind()
+            self._seek_input(first_offsets)
+        else:
+            self.processor.forget_refused()
         self.store.commit()
         freeze_survivors()
         self.metrics.transaction_seconds.observe(time.monotonic() - started)
@@ -417,11 +513,26 @@ class _Session:
         """Abort the transaction, put the state back as the batch found it and rewind both inputs."""
         self.exactly_once.abort()
         self.metrics.aborts.inc()
+        self._undo_batch(first_offsets)
+
+    def _undo_batch(self, first_offsets: dict[int, int]) -> None:
         self.store.rollback()
         self.partners.rewind()
-        for p, offset in first_offsets.items():
-            if p in self.store.owned:
-                self.consumer.seek(TopicPartition(self.s.subscription_topic, p, offset))
+        self._seek_input(first_offsets)
+
+    def _process(
+        self, records: list[Message], partner_msgs: list[Message], now: datetime, tally: BatchTally
+    ) -> tuple[BatchOutput, BatchTally]:
+        return process_within_limits(self.processor, self.limits, records, partner_msgs, now, tally)
+
+    def _refuse_delivered(self, out: BatchOutput) -> bool:
+        """The accounts of the records the brokers refused in this batch join the refused ones; False when
+        none was refused (or none can be traced to an account: the batch is then retried as it is)."""
+        if not self.refused_deliveries:
+            return False
+        found = refused_accounts(out, self.topics, self.refused_deliveries)
+        self.refused_deliveries.clear()
+        return refuse(self.processor, found)
 
     def _apply_partner_catch_up(self, msgs: list[Message]) -> None:
         tally = self.processor.catch_up(msgs, self._now())

@@ -756,6 +756,32 @@ class Classifier:
         self._reconciled.clear()
         self.partners.commit()
 
+    def revert(self, keys: Iterable[AccountKey]) -> None:
+        """Undo the changes since the last commit of these accounts only, as `rollback` would (a host that
+        cannot save an account's new state keeps its old one); the other accounts keep theirs. A deadline
+        that fired for one of them is not put back: the account fires it again when it is restored."""
+        wanted = set(keys)
+        opened: set[AccountKey] = set()
+        for key in wanted:
+            if key not in self._undo:
+                continue
+            old = self._undo.pop(key)
+            if old is None:
+                if self._accounts.pop(key, None) is not None:
+                    opened.add(key)
+            else:
+                self._accounts[key] = Account.from_undo_copy(old)
+            self._marks.pop(key, None)
+            self._dirty.discard(key)
+        self._unindex_accounts(opened)
+        kept = []
+        for key, view in self._reconciled:
+            if key in wanted:
+                self._stale_views[key] = view
+            else:
+                kept.append((key, view))
+        self._reconciled[:] = kept
+
     def rollback(self) -> None:
         """Undo every change since the last commit: accounts, partner table, fired timers (a deadline
         partly fired at the commit is partly fired again, at the same account)."""

@@ -49,6 +49,14 @@ class KeyMismatch(InvalidEvent):
     reason = "KEY_MISMATCH"
 
 
+class RecordRefused(InvalidEvent):
+    """A valid event whose account's output or state record the brokers do not take (larger than the
+    target topic's record size limit): the account's events of the batch are not applied, so that the
+    partition goes on. Raised by the service only, never by the core."""
+
+    reason = "RECORD_REFUSED"
+
+
 REASON_CODES: tuple[str, ...] = tuple(
-    cls.reason for cls in (SchemaMismatch, UnknownEventType, InvalidField, KeyMismatch)
+    cls.reason for cls in (SchemaMismatch, UnknownEventType, InvalidField, KeyMismatch, RecordRefused)
 )
