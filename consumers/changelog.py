@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from config.errors import is_refusal
 from consumers.messages import partition_of
+from consumers.state_format import StateFormatError
 
 PARTNER_CHECKPOINT_PREFIX = b"__partner-checkpoint__:"
 """How far a partner partition's bad records were dead-lettered."""
@@ -148,6 +149,7 @@ def split_restored(restored: RestoredPartition) -> SortedValues:
     """A partition's latest values sorted out by their key and first byte: one pass, and no value decoded."""
     out = SortedValues()
     whole, avro, accounts, entities = out.whole, out.avro, out.accounts, out.entities
+    whole_keys: list[bytes] = []
     for key, value in restored.values.items():
         cut = key.find(b"\x1f")
         if cut >= 0:  # an entity of an account: `account key` \x1f kind id
@@ -167,4 +169,17 @@ def split_restored(restored: RestoredPartition) -> SortedValues:
             avro.append(value)
         else:
             whole.append(value)
+            whole_keys.append(key)
+    for key in whole_keys:
+        if key in entities:
+            raise MixedReleases(
+                f"changelog partition {restored.partition}: account {key.decode(errors='replace')} was written in "
+                "an earlier release's format after this release's: an instance of the earlier release runs in "
+                "this group; stop it (a rolling upgrade is not supported: stop every instance, then start the new "
+                "release)"
+            )
     return out
+
+
+class MixedReleases(StateFormatError):
+    """An instance of an earlier release wrote the changelog after this release did."""

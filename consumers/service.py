@@ -54,6 +54,7 @@ from consumers.metrics import BatchTally, HealthState, OpsServer, ServiceMetrics
 from consumers.partner_feed import PartnerFeed, read_partner_table
 from consumers.runtime import freeze_survivors
 from consumers.serde import RegistryUnavailableError
+from consumers.state_format import StateFormatError
 from consumers.store import AccountStore
 from consumers.watchdog import Watchdog
 from deploy.acls import missing_rights, service_acls
@@ -157,6 +158,9 @@ class ClassifierService:
             return FATAL_EXIT_CODE
         except DependencyUnreachable as exc:
             log.error("dependency_unreachable", error=str(exc))
+            return FATAL_EXIT_CODE
+        except StateFormatError as exc:  # a changelog this release cannot or must not restore
+            log.error("changelog_unreadable", error=str(exc))
             return FATAL_EXIT_CODE
         except AccessRefused as exc:  # a restart cannot help: a distinct exit code and the reason as the event
             log.error(exc.reason.lower(), error=str(exc))

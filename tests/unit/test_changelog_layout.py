@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import fastavro
+import pytest
 
-from consumers.changelog import RestoredPartition
+from consumers.changelog import MixedReleases, RestoredPartition
 from consumers.store import AccountStore, ChangelogRecord
 from multichannel.codec import state_from_record
 from multichannel.engine import Classifier
@@ -266,3 +267,15 @@ def test_accounts_past_the_in_use_limit_are_held_frozen_and_nothing_else_changes
         assert len(capped.classifier._accounts) <= 5
     assert capped.classifier.held == len(capped) - 5 > 20
     assert states(capped) == states(free)
+
+
+def test_an_earlier_release_writing_after_this_one_is_refused_at_the_restore() -> None:
+    """An account whose latest own value is 0x02 while its 0x03 subscriptions exist was written by an instance
+    of the earlier release after this one: a rolling upgrade, which is not supported. The restore stops with
+    one error that says so, instead of holding a mix of the two."""
+    store = new_store()
+    values = compacted(batch(store, [purchase("e1", "S1")], CLOCK_START))
+    line = json.loads((DATA / "changelog_v2.jsonl").open().readline())
+    values[b"P1:C1"] = base64.b64decode(line["value"])
+    with pytest.raises(MixedReleases, match="rolling upgrade is not supported"):
+        restored(values, store.classifier)
