@@ -962,6 +962,7 @@ def render_sections(shapes: dict[str, Any]) -> list[str]:
             f"| next decision | {' / '.join(giant.get('next_decision') or ['n/a'])} |",
             f"| decided as the engine decides it | {'yes' if giant.get('decided_right') else 'no'} |",
         ]
+        lines += ["", f"After the restart: {giant['error']}."] if giant.get("error") else []
     storm = shapes.get("storm") or {}
     if storm:
         metric = storm.get("largest_transaction_metric")
