@@ -30,7 +30,7 @@ from config.registry import registry_client
 from config.settings import Settings
 from deploy.local.kafka import LocalKafka
 from deploy.local.registry import LocalRegistry
-from producers.generator import BadRecord, WorkloadGenerator, WorkloadSpec
+from producers.generator import BadRecord, Shape, WorkloadGenerator, WorkloadSpec
 from producers.serde import EventEncoder
 from schemas import SUBSCRIPTION_EVENT, parse, schema_str, subject_for
 from schemas.wire import RecordEncoder
@@ -68,6 +68,13 @@ class ChaosPlan:
     guarantee: str = "exactly_once_v2"
     input_partitions: int = 6
     catch_up_deadline_s: float = 240.0
+    shape: Shape = "uniform"
+    """The workload's shape (`WorkloadSpec.shape`). `realistic` (heavy-tailed accounts, up to 20,000
+    subscriptions, late partner changes) draws a quarter of `customers`: each holds about five times the
+    events of a uniform one, so the run publishes about as many records."""
+
+    def workload_customers(self) -> int:
+        return self.customers if self.shape == "uniform" else max(1, self.customers // 4)
 
 
 FULL = ChaosPlan(
@@ -79,14 +86,17 @@ FULL = ChaosPlan(
     broker_restarts=3,
     broker_down_s=(3.0, 12.0),
     registry_outage_s=30.0,
+    shape="realistic",
 )
+"""The exactly-once run of `make chaos`, on the realistic workload (the at-least-once run keeps the uniform one)."""
 SHORT = replace(  # the same kinds of fault with small counts, for `make test`
     FULL, name="short", customers=3_000, steady_rate=80.0, burst_s=8.0, instance_kills=6, broker_restarts=1,
     broker_down_s=(2.0, 3.0), registry_outage_s=10.0, kill_gap_s=(1.0, 4.0), catch_up_deadline_s=120.0,
+    shape="uniform",
 )  # fmt: skip
 AT_LEAST_ONCE = replace(
     FULL, name="at-least-once", customers=12_000, burst_s=15.0, instance_kills=12, broker_restarts=1,
-    broker_down_s=(3.0, 8.0), registry_outage_s=10.0, guarantee="at_least_once",
+    broker_down_s=(3.0, 8.0), registry_outage_s=10.0, guarantee="at_least_once", shape="uniform",
 )  # fmt: skip
 
 
@@ -433,7 +443,12 @@ class ChaosRun:
 
     def _workload(self, settings: Settings) -> tuple[list[Item], list[Item]]:
         spec = WorkloadSpec(
-            seed=self.seed, partners=60, customers=self.plan.customers, bad_rate=0.01, duplicate_rate=0.02
+            seed=self.seed,
+            partners=60,
+            customers=self.plan.workload_customers(),
+            bad_rate=0.01,
+            duplicate_rate=0.02,
+            shape=self.plan.shape,
         )
         items = future_terms(list(WorkloadGenerator(spec).events()))
         return split_partner_first(items)
