@@ -38,6 +38,7 @@ from benchmarks.suite import (
     _avoid_near_deadlines,
     _log_event,
     _ops_port,
+    drop_topics,
     produce_all,
     running,
 )
@@ -1021,10 +1022,18 @@ def run_shapes(
     if accounts:
         out["accounts"] = measure_big_accounts(variants, settings, tag, opts)
         out["seconds"]["accounts"] = round(time.monotonic() - started)
+        _drop(settings, f"{tag}-accounts")
     started = time.monotonic()
     out["storm"] = measure_storm(variants, settings, tag, opts)
     out["seconds"]["storm"] = round(time.monotonic() - started)
+    _drop(settings, f"{tag}-storm")
     return out
+
+
+def _drop(settings: Settings, label: str) -> None:
+    """A finished section's topics, its own input and partner topics too: later sections should not share
+    the broker with them."""
+    drop_topics(settings, label, f"bench-{label}-input", f"bench-{label}-partners")
 
 
 def main() -> None:
