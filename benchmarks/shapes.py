@@ -512,11 +512,15 @@ def measure_big_accounts(variants: Variants, settings: Settings, tag: str, opts:
     producer = Producer({**s.kafka_client_config(), "linger.ms": 0, "enable.idempotence": True})
     result: dict[str, Any] = {"giant": {"subscriptions": opts.giant}, "sizes": []}
 
-    def send(event: EventDict) -> int:
-        """Produce one event; its partition."""
-        delivered: list[int] = []
+    def send(event: EventDict) -> tuple[int, int]:
+        """Produce one event; its partition and the offset after it."""
+        delivered: list[tuple[int, int]] = []
         key, value = _encode(encoder, [event])[0]
-        producer.produce(topic, value=value, key=key, on_delivery=lambda _e, m: delivered.append(m.partition() or 0))
+
+        def report(_err: Any, msg: Any) -> None:
+            delivered.append((msg.partition() or 0, (msg.offset() or 0) + 1))
+
+        producer.produce(topic, value=value, key=key, on_delivery=report)
         producer.flush(10)
         if not delivered:
             raise BenchError("an event could not be published")
@@ -544,9 +548,8 @@ def measure_big_accounts(variants: Variants, settings: Settings, tag: str, opts:
                     more = further_events(events, opts.further_events, f"{label}-more-{size}")
                     t0 = time.monotonic()
                     for event in more:
-                        partition = send(event)
-                        target = _ends(s, topic, s.input_partitions)[partition]
-                        committed.wait({partition: target}, proc, 60, poll_s=0.005, stuck=stuck)
+                        partition, after = send(event)
+                        committed.wait({partition: after}, proc, 60, poll_s=0.005, stuck=stuck)
                     row["seconds"] = round(time.monotonic() - t0, 2)
                     records, size_bytes = changelog_bytes(
                         s, s.changelog_topic, changelog_before, _ends(s, s.changelog_topic, s.input_partitions)
