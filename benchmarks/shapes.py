@@ -38,6 +38,7 @@ from benchmarks.suite import (
     _avoid_near_deadlines,
     _log_event,
     _ops_port,
+    _recovery_breakdown,
     drop_topics,
     produce_all,
     running,
@@ -584,7 +585,7 @@ def measure_big_accounts(variants: Variants, settings: Settings, tag: str, opts:
         probe = _Probe(reader, Decoder(registry_client(s), SUBSCRIPTION_DECISION), {})
         try:
             with running(restart) as proc:
-                restarted = time.monotonic()
+                restarted, restarted_wall = time.monotonic(), time.time()
                 send(cancel)
                 deadline = time.monotonic() + 120 + giant["events"] / 1000
                 while cancel["event_id"] not in probe.seen:
@@ -604,6 +605,9 @@ def measure_big_accounts(variants: Variants, settings: Settings, tag: str, opts:
                         "next_decision": list(verdict),
                         "expected_decision": None if expected is None else list(expected),
                         "decided_right": expected is not None and verdict == expected,
+                        "breakdown": _recovery_breakdown(
+                            restart_log, restarted_wall, restarted_wall + seen_at - restarted
+                        ),
                     }
                 )
         finally:
@@ -845,9 +849,12 @@ def shape_targets(shapes: dict[str, Any]) -> list[Target]:
             if not right:
                 note = f"decided {giant.get('next_decision')}, the engine says {giant.get('expected_decision')}"
             elif not met:
+                phases = {k: v for k, v in (giant.get("breakdown") or {}).items() if v is not None}
+                longest = sorted(phases.items(), key=lambda kv: -kv[1])[:2]
+                where = ", ".join(f"{k} {v:g} s" for k, v in longest) if longest else "see the section"
                 note = (
-                    f"{seconds / GIANT_DECISION_GOAL:.2f}x short; bound: the restore of the account "
-                    f"({giant.get('restore_records')} records in {giant.get('restore_s')} s), then the process start"
+                    f"{seconds / GIANT_DECISION_GOAL:.2f}x short; bound: the restart's longest phases: {where} "
+                    f"(the restore read {giant.get('restore_records')} records in {giant.get('restore_s')} s)"
                 )
             rows.append((name, f"{seconds} s, {'right' if right else 'wrong'}", met, note))
     storm = shapes.get("storm") or {}
@@ -965,6 +972,7 @@ def render_sections(shapes: dict[str, Any]) -> list[str]:
             f"| restart → next decision for the account (s) | {_v(giant.get('restart_to_next_decision_s'))} |",
             f"| next decision | {' / '.join(giant.get('next_decision') or ['n/a'])} |",
             f"| decided as the engine decides it | {'yes' if giant.get('decided_right') else 'no'} |",
+            *(f"| restart phase: {k} (s) | {_v(v)} |" for k, v in (giant.get("breakdown") or {}).items()),
         ]
         lines += ["", f"After the restart: {giant['error']}."] if giant.get("error") else []
     storm = shapes.get("storm") or {}
