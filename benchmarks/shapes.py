@@ -36,6 +36,7 @@ from benchmarks.suite import (
     ShapeOptions,
     Variants,
     _avoid_near_deadlines,
+    _last_error_line,
     _log_event,
     _ops_port,
     _recovery_breakdown,
@@ -240,7 +241,8 @@ class Committed:
             if all(done.get(p, 0) >= end for p, end in ends.items()):
                 return now
             if proc.poll() is not None:
-                raise BenchError(f"the service exited with {proc.returncode} while processing")
+                why = f": {_last_error_line(stuck.log)}" if stuck is not None else ""
+                raise BenchError(f"the service exited with {proc.returncode} while processing{why}")
             if now > deadline:
                 behind = {p: (done.get(p), end) for p, end in ends.items() if done.get(p, 0) < end}
                 raise BenchError(f"input not processed in {deadline_s:.0f} s: {behind}")
@@ -707,7 +709,8 @@ def measure_storm(variants: Variants, settings: Settings, tag: str, opts: ShapeO
             scraped = 0.0
             while len(ended) < opts.storm_terms:
                 if proc.poll() is not None:
-                    raise BenchError(f"storm: the service exited with {proc.returncode}; see {launch.log}")
+                    result["error"] = f"the service exited with {proc.returncode}: {_last_error_line(launch.log)}"
+                    break
                 if time.monotonic() - scraped >= SCRAPE_S:
                     scraped = time.monotonic()
                     counters = _counters(_scrape(launch.log))
@@ -920,6 +923,8 @@ def _v(x: Any, fmt: str = "{:,}") -> str:
 def render_sections(shapes: dict[str, Any]) -> list[str]:
     """The Markdown sections of the CSP data shapes (none for a section not run)."""
     lines: list[str] = []
+    if shapes.get("error"):
+        lines += ["", "## CSP data shapes", "", f"Not measured: {shapes['error']}."]
     accounts = shapes.get("accounts") or {}
     sizes = accounts.get("sizes") or []
     if sizes:

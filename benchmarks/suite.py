@@ -1251,6 +1251,16 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _last_error_line(log: Path) -> str:
+    """The `error` of a service log's last error-level line, or a pointer to the log."""
+    if log.exists():
+        for line in reversed(log.read_text(errors="replace").splitlines()):
+            if '"level": "error"' in line:
+                with suppress(ValueError):
+                    return str(json.loads(line).get("error"))
+    return f"see {log}"
+
+
 def _realistic_sentence(report: dict[str, Any]) -> str:
     info = report.get("realistic_workload")
     if not info:
@@ -1260,6 +1270,7 @@ def _realistic_sentence(report: dict[str, Any]) -> str:
         "up to 20,000 subscriptions, terms ending on the 1st of a month, late partner changes): "
         f"{info['events']:,} account events over {info['accounts']:,} accounts, {info['partner_events']:,} "
         "partner events, on topics of its own."
+        + (f" It was not measured: {info['error']}." if info.get("error") else "")
     )
 
 
@@ -1425,7 +1436,7 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
         return [r["caused_by_event_id"] if isinstance(r, dict) else None for r in dec_decoder.decode_values(values)]
 
     realistic: tuple[str, int, Callable[[str, str], Launch]] | None = None
-    realistic_info: dict[str, int] | None = None
+    realistic_info: dict[str, Any] | None = None
     if opts.shapes is not None:
         with console.status("generating and publishing the realistic workload…"):
             realistic, realistic_info = _publish_realistic(s, opts, variants, tag)
@@ -1459,13 +1470,18 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
                 if run > 0:  # the first run's outputs serve the peer check and the recovery
                     drop_topics(s, label)
                 progress.advance(task)
-            if realistic is not None:
+            if realistic is not None and realistic_info is not None and "error" not in realistic_info:
                 topic, events, start_realistic = realistic
                 label = f"{tag}-realistic-{run}"
                 progress.update(task, description=f"{REALISTIC_EOS}, run {run + 1}/{opts.runs}")
-                result = measure_throughput(s, start_realistic(label, topic), topic, events, None, 1800)
-                results[REALISTIC_EOS].runs.append(result)
-                console.print(f"  {REALISTIC_EOS} run {run + 1}: {result.events_per_s:,.0f} events/s")
+                try:
+                    result = measure_throughput(s, start_realistic(label, topic), topic, events, None, 1800)
+                except BenchError as exc:  # the row says why (e.g. an account the service cannot write)
+                    realistic_info["error"] = f"{exc} ({_last_error_line(variants.run_dir / f'{label}.log')})"
+                    console.print(f"  [yellow]{REALISTIC_EOS} run {run + 1} failed: {realistic_info['error']}[/yellow]")
+                else:
+                    results[REALISTIC_EOS].runs.append(result)
+                    console.print(f"  {REALISTIC_EOS} run {run + 1}: {result.events_per_s:,.0f} events/s")
                 drop_topics(s, label)
                 progress.advance(task)
         progress.update(task, description=CEILING)
@@ -1535,7 +1551,10 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
             from benchmarks.shapes import run_shapes
 
             progress.update(task, description="CSP data shapes: big accounts, month-end storm")
-            shapes = run_shapes(variants, s, tag, opts.shapes)
+            try:
+                shapes = run_shapes(variants, s, tag, opts.shapes)
+            except BenchError as exc:  # the report says so; the sections after it still run
+                shapes = {"error": str(exc)}
             console.print(f"  shapes: {shapes}")
             progress.advance(task)
         progress.update(task, description="memory per account held")
@@ -1601,7 +1620,7 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
 
 def _publish_realistic(
     s: Settings, opts: BenchOptions, variants: Variants, tag: str
-) -> tuple[tuple[str, int, Callable[[str, str], Launch]], dict[str, int]]:
+) -> tuple[tuple[str, int, Callable[[str, str], Launch]], dict[str, Any]]:
     """The realistic workload on an input and a partner topic of its own: (input topic, its events, how to
     start the exactly-once service on it), and its size (events, accounts, partner events, largest account)."""
     topic, partners = f"bench-{tag}-realistic-subscriptions", f"bench-{tag}-realistic-partners"
@@ -1615,7 +1634,11 @@ def _publish_realistic(
     produce_all(own, partners, workload.partner_messages)
     produce_all(own, topic, [(k, v) for _e, k, v in workload.account_messages])
     events = topic_size(own, topic, opts.partitions)
-    info = {"events": events, "accounts": len(workload.accounts), "partner_events": len(workload.partner_messages)}
+    info: dict[str, Any] = {
+        "events": events,
+        "accounts": len(workload.accounts),
+        "partner_events": len(workload.partner_messages),
+    }
     console.print(f"realistic workload: {info}")
 
     def start(label: str, input_topic: str) -> Launch:
