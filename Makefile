@@ -42,7 +42,8 @@ test: lint typecheck chromium
 run: install
 	$(BIN)/multichannel demo
 
-# The whole comparison in under 20 minutes on 2 cores; `multichannel bench` alone defaults to 1M events.
+# The whole comparison in about 20 minutes on 2 cores (5 of them the CSP data shapes and the realistic workload's
+# row; `--shapes quick` or `none` for less); `multichannel bench` alone defaults to 1M events.
 BENCH_ARGS ?= --events 200000 --accounts 20000
 bench: install
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --group bench --python $(PYTHON)

@@ -43,7 +43,7 @@ from consumers.serde import Decoder
 from consumers.topics import ensure_topics
 from multichannel.model import PartnerProgramChanged
 from multichannel.parse import event_to_dict, parse_event
-from producers.generator import BadRecord, WorkloadGenerator, WorkloadSpec
+from producers.generator import BadRecord, Shape, WorkloadGenerator, WorkloadSpec
 from producers.serde import EventEncoder
 from schemas import SUBSCRIPTION_DECISION, SUBSCRIPTION_EVENT
 
@@ -54,10 +54,33 @@ ALOS = "service, at-least-once"
 EOS = "service, exactly-once"
 PEER = "Quix Streams peer, exactly-once"
 CEILING = "service work without Kafka (ceiling)"
+REALISTIC_EOS = "service, exactly-once, realistic workload"
+"""The exactly-once service on the generator's CSP shape (heavy-tailed accounts, month-boundary terms, late
+partner changes), on an input topic of its own with as many events."""
 
 
 class BenchError(Exception):
     """A variant failed or timed out; the message says which and where its log is."""
+
+
+@dataclass(frozen=True)
+class ShapeOptions:
+    """Sizes of the CSP data shape sections (`benchmarks.shapes`); `QUICK_SHAPES` for a trial run."""
+
+    sizes: tuple[int, ...] = (10, 1_000, 10_000, 50_000)
+    """Subscriptions of the accounts whose changelog bytes per event are measured."""
+    further_events: int = 200
+    """Events sent to each of them, one transaction apiece, once it is built."""
+    giant: int = 50_000
+    """Subscriptions of the account that is processed, SIGKILLed and restored."""
+    storm_terms: int = 200_000
+    storm_accounts: int = 20_000
+    seed: int = 42
+
+
+QUICK_SHAPES = ShapeOptions(
+    sizes=(10, 100, 1_000), further_events=20, giant=1_000, storm_terms=5_000, storm_accounts=500
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,8 @@ class BenchOptions:
     kills: int = 12
     subscription_counts: tuple[int, ...] = (4, 6, 8, 10, 12)
     """Subscriptions per account the workload draws from: about ten events per account with these."""
+    shapes: ShapeOptions | None = field(default_factory=ShapeOptions)
+    """The CSP data shape sections and the realistic-workload throughput row; None leaves them out."""
     docs_dir: Path = PROJECT_ROOT / "docs"
     work_dir: Path = PROJECT_ROOT / ".cache" / "bench"
 
@@ -119,9 +144,11 @@ def _avoid_near_deadlines(event: dict[str, Any], today: date) -> None:
         event["term_end"] = (date.fromisoformat(end) + timedelta(days=2)).isoformat()
 
 
-def build_workload(settings: Settings, opts: BenchOptions) -> Workload:
+def build_workload(settings: Settings, opts: BenchOptions, shape: Shape = "uniform") -> Workload:
     """`opts.events` account events over about `opts.accounts` accounts (ten events each), plus the
-    partner table. Valid events only: the peer has no dead-letter path to compare."""
+    partner table. Valid events only: the peer has no dead-letter path to compare. `realistic`: the
+    generator's CSP shape (heavy-tailed account sizes up to 20,000 subscriptions, terms ending on the 1st
+    of a month, late partner changes), cut at `opts.events` in arrival order."""
     today = datetime.now(UTC).date()
     spec = WorkloadSpec(
         seed=opts.seed,
@@ -132,6 +159,7 @@ def build_workload(settings: Settings, opts: BenchOptions) -> Workload:
         bad_rate=0.0,
         duplicate_rate=0.01,
         subscription_counts=opts.subscription_counts,
+        shape=shape,
     )
     encoder = EventEncoder.for_settings(settings, registry_client(settings), auto_register=True)
     partners: list[tuple[bytes, bytes]] = []
@@ -982,6 +1010,7 @@ def targets(
     steady: dict[str, Any] | None = None,
     kills: dict[str, Any] | None = None,
     memory: dict[str, Any] | None = None,
+    shapes: dict[str, Any] | None = None,
 ) -> list[Target]:
     rate = {name: r.median("events_per_s") for name, r in results.items()}
     rows: list[Target] = []
@@ -1083,6 +1112,10 @@ def targets(
             "the restart of the killed instance (see where the restart's time goes)" if met is False else "",
         )
     )
+    if shapes:
+        from benchmarks.shapes import shape_targets
+
+        rows += shape_targets(shapes)
     return rows
 
 
@@ -1094,7 +1127,8 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
         f"(Kafka {report['kafka']}, one local broker, Python {report['python']}). Workload: "
         f"{report['events']:,} account events over {report['accounts']:,} accounts, {report['partitions']} input "
         f"partitions, {report['partner_events']:,} partner events. Rates are medians of {report['runs']} runs; "
-        "latency is measured in a separate run paced at half the median rate. Do not edit by hand.",
+        "latency is measured in a separate run paced at half the median rate. Do not edit by hand."
+        + _realistic_sentence(report),
         "",
         "| variant | events/s | ratio to passthrough | CPU s / 1k events | peak RSS MB | bytes / account "
         "| latency rate | p50 ms | p99 ms |",
@@ -1143,6 +1177,10 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
         ],
     ]
     lines += _latency_section(report) + _kills_section(report) + _memory_section(report)
+    if report.get("shapes"):
+        from benchmarks.shapes import render_sections
+
+        lines += render_sections(report["shapes"])
     lines += [
         "",
         "## Targets",
@@ -1206,9 +1244,34 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
         "1 ms and its reader fetches with `fetch.wait.max.ms` 5, so neither holds records back; at the "
         "passthrough's half rate (hundreds of thousands per second) the probe's own Python loop, which sends "
         "and decodes every record, is the bound, and its figures say so rather than the passthrough's.",
-        "- Repeated SIGKILLs and memory per account held: see their sections above.",
+        "- Repeated SIGKILLs, memory per account held, changelog bytes per input event, the big account and "
+        "the month-end storm: see their sections above (`benchmarks/shapes.py` for the last three; "
+        "`python -m benchmarks.shapes --quick` runs them alone at small sizes).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _last_error_line(log: Path) -> str:
+    """The `error` of a service log's last error-level line, or a pointer to the log."""
+    if log.exists():
+        for line in reversed(log.read_text(errors="replace").splitlines()):
+            if '"level": "error"' in line:
+                with suppress(ValueError):
+                    return str(json.loads(line).get("error"))
+    return f"see {log}"
+
+
+def _realistic_sentence(report: dict[str, Any]) -> str:
+    info = report.get("realistic_workload")
+    if not info:
+        return ""
+    return (
+        f" The row `{REALISTIC_EOS}` reads the generator's realistic shape instead (heavy-tailed account sizes "
+        "up to 20,000 subscriptions, terms ending on the 1st of a month, late partner changes): "
+        f"{info['events']:,} account events over {info['accounts']:,} accounts, {info['partner_events']:,} "
+        "partner events, on topics of its own."
+        + (f" It was not measured: {info['error']}." if info.get("error") else "")
+    )
 
 
 def _ms(pair: Any) -> str:
@@ -1375,7 +1438,13 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
     def causes(values: list[bytes]) -> list[str | None]:
         return [r["caused_by_event_id"] if isinstance(r, dict) else None for r in dec_decoder.decode_values(values)]
 
-    steps = opts.runs * len(starters) + len(starters) + 5
+    realistic: tuple[str, int, Callable[[str, str], Launch]] | None = None
+    realistic_info: dict[str, Any] | None = None
+    if opts.shapes is not None:
+        with console.status("generating and publishing the realistic workload…"):
+            realistic, realistic_info = _publish_realistic(s, opts, variants, tag)
+        results[REALISTIC_EOS] = VariantResult(REALISTIC_EOS)
+    steps = opts.runs * (len(starters) + (realistic is not None)) + len(starters) + 5 + (realistic is not None)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -1403,6 +1472,20 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
                 console.print(f"  {name} run {run + 1}: {result.events_per_s:,.0f} events/s")
                 if run > 0:  # the first run's outputs serve the peer check and the recovery
                     drop_topics(s, label)
+                progress.advance(task)
+            if realistic is not None and realistic_info is not None and "error" not in realistic_info:
+                topic, events, start_realistic = realistic
+                label = f"{tag}-realistic-{run}"
+                progress.update(task, description=f"{REALISTIC_EOS}, run {run + 1}/{opts.runs}")
+                try:
+                    result = measure_throughput(s, start_realistic(label, topic), topic, events, None, 1800)
+                except BenchError as exc:  # the row says why (e.g. an account the service cannot write)
+                    realistic_info["error"] = f"{exc} ({_last_error_line(variants.run_dir / f'{label}.log')})"
+                    console.print(f"  [yellow]{REALISTIC_EOS} run {run + 1} failed: {realistic_info['error']}[/yellow]")
+                else:
+                    results[REALISTIC_EOS].runs.append(result)
+                    console.print(f"  {REALISTIC_EOS} run {run + 1}: {result.events_per_s:,.0f} events/s")
+                drop_topics(s, label)
                 progress.advance(task)
         progress.update(task, description=CEILING)
         ceiling_settings = variants._topics(f"{tag}-ceiling").model_copy(update={"auto_register_schemas": True})
@@ -1466,6 +1549,17 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
         kills = measure_repeated_kills(variants, s, f"{tag}-kills", workload, opts.kills, opts.seed)
         console.print(f"  repeated kills: {kills}")
         progress.advance(task)
+        shapes: dict[str, Any] | None = None
+        if opts.shapes is not None:
+            from benchmarks.shapes import run_shapes
+
+            progress.update(task, description="CSP data shapes: big accounts, month-end storm")
+            try:
+                shapes = run_shapes(variants, s, tag, opts.shapes)
+            except BenchError as exc:  # the report says so; the sections after it still run
+                shapes = {"error": str(exc)}
+            console.print(f"  shapes: {shapes}")
+            progress.advance(task)
         progress.update(task, description="memory per account held")
         held = measure_state_memory(
             ceiling_settings, workload.partner_messages, [(k, v) for _e, k, v in workload.account_messages]
@@ -1511,13 +1605,15 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
         "steady_latency": steady,
         "repeated_kills": kills,
         "state_memory": memory,
+        "shapes": shapes,
+        "realistic_workload": realistic_info,
         "peer_check": peer_check,
         "profile_seconds": opts.profile_seconds,
         "profile": profile,
         "profile_file": str(profile_path),
         "wall_seconds": round(time.monotonic() - started),
     }
-    report["targets"] = targets(results, recovery, steady, kills, memory)
+    report["targets"] = targets(results, recovery, steady, kills, memory, shapes)
     dashboard = opts.docs_dir / "dashboard-benchmarks.md"
     if dashboard.exists():  # the dashboard's own figures, measured by make bench-dashboard
         report["dashboard"] = dashboard.read_text().split("\n", 1)[1].replace("\n## ", "\n### ").strip()
@@ -1526,6 +1622,35 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
     chart = render_chart(report, opts.docs_dir / "benchmarks.png")
     (opts.docs_dir / "benchmarks.md").write_text(render_markdown(report, chart))
     return report
+
+
+def _publish_realistic(
+    s: Settings, opts: BenchOptions, variants: Variants, tag: str
+) -> tuple[tuple[str, int, Callable[[str, str], Launch]], dict[str, Any]]:
+    """The realistic workload on an input and a partner topic of its own: (input topic, its events, how to
+    start the exactly-once service on it), and its size (events, accounts, partner events, largest account)."""
+    topic, partners = f"bench-{tag}-realistic-subscriptions", f"bench-{tag}-realistic-partners"
+    ensure_topics(
+        s.kafka_client_config(),
+        {topic: (opts.partitions, "delete"), partners: (s.partner_partitions, "compact")},
+        1,
+    )
+    own = s.model_copy(update={"subscription_topic": topic, "partner_topic": partners})
+    workload = build_workload(own, opts, "realistic")
+    produce_all(own, partners, workload.partner_messages)
+    produce_all(own, topic, [(k, v) for _e, k, v in workload.account_messages])
+    events = topic_size(own, topic, opts.partitions)
+    info: dict[str, Any] = {
+        "events": events,
+        "accounts": len(workload.accounts),
+        "partner_events": len(workload.partner_messages),
+    }
+    console.print(f"realistic workload: {info}")
+
+    def start(label: str, input_topic: str) -> Launch:
+        return variants.service(label, input_topic, "exactly_once_v2", partner_topic=partners)[0]
+
+    return (topic, events, start), info
 
 
 def _slug(name: str) -> str:

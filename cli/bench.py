@@ -35,10 +35,17 @@ def register(app: typer.Typer) -> None:
         ] = False,
         docs_dir: Annotated[Path, typer.Option(help="Where benchmarks.md/.json/.png are written.")] = PROJECT_ROOT
         / "docs",
+        shapes: Annotated[
+            str,
+            typer.Option(
+                help="The CSP data shape sections and the realistic-workload row: `full` (accounts of 10 to "
+                "50,000 subscriptions, a 200,000-term storm), `quick` (small sizes, for a trial) or `none`."
+            ),
+        ] = "full",
     ) -> None:
         """Raw passthrough, the service at-least-once and exactly-once, a Quix Streams peer, and recovery,
         on one local broker; writes docs/benchmarks.md, .json and .png."""
-        from benchmarks.suite import BenchError, BenchOptions, run_bench
+        from benchmarks.suite import QUICK_SHAPES, BenchError, BenchOptions, ShapeOptions, run_bench
         from config.endpoints import resolve
         from consumers.runtime import tune_gc
         from deploy.local.stack import local_stack
@@ -46,6 +53,10 @@ def register(app: typer.Typer) -> None:
         uv = PROJECT_ROOT / ".cache" / "uv" / "bin" / "uv"
         if peer and not scale and not uv.exists():
             console.print(f"[red]{uv} is missing: run `make install` first (the peer's virtualenv needs uv)[/red]")
+            raise typer.Exit(2)
+        shape_options = {"full": ShapeOptions(), "quick": QUICK_SHAPES, "none": None}
+        if shapes not in shape_options:
+            console.print(f"[red]--shapes must be full, quick or none, not {shapes!r}[/red]")
             raise typer.Exit(2)
         tune_gc()
         base = Settings(auto_register_schemas=True)
@@ -58,6 +69,7 @@ def register(app: typer.Typer) -> None:
             profile_seconds=profile_seconds,
             peer=peer,
             docs_dir=docs_dir,
+            shapes=shape_options[shapes],
         )
         with ExitStack() as stack:
             if not base.bootstrap_servers:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from config.logs import configure_logging
+from producers.generator import SHAPES
 from tests.chaos.audit import AuditReport, audit
 from tests.chaos.harness import AT_LEAST_ONCE, FULL, SHORT, ChaosPlan, ChaosResult, ChaosRun
 from tests.chaos.report import coverage_failures, markdown, summary
@@ -41,20 +42,19 @@ def main() -> int:
     parser.add_argument("--no-at-least-once", action="store_true", help="skip the at-least-once run")
     parser.add_argument("--short", action="store_true", help="the short plan of `make test` (a quick look)")
     parser.add_argument(
-        "--realistic",
-        action="store_true",
-        help="the realistic workload: heavy-tailed account sizes (the plans' thousands of accounts hold one of "
-        "10,000 subscriptions or more), month-boundary terms, late partner changes",
+        "--shape",
+        choices=SHAPES,
+        help="the workload of every run (default: realistic for exactly-once, uniform for at-least-once)",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mc-chaos-"))
     configure_logging("INFO", file=work / "chaos.log")  # the fault log and the clients' lines; stdout has progress
     print(f"seed {args.seed}; logs under {work}", flush=True)
-    plans = [SHORT if args.short else FULL, *(() if args.no_at_least_once else (AT_LEAST_ONCE,))]
-    if args.realistic:
-        plans = [replace(p, shape="realistic") for p in plans]
+    plans = [SHORT if args.short else FULL, AT_LEAST_ONCE]
+    if args.shape is not None:
+        plans = [replace(plan, shape=args.shape) for plan in plans]
     result, report = run_plan(plans[0], args.seed, work)
-    alos = run_plan(plans[1], args.seed, work) if len(plans) > 1 else None
+    alos = None if args.no_at_least_once else run_plan(plans[1], args.seed, work)
     soak = read_section(args.out)
     args.out.write_text(markdown(result, report, alos))
     if soak is not None:

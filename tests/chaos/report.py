@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.chaos.audit import AuditReport
-from tests.chaos.harness import ChaosResult, Fault, Sample
+from tests.chaos.harness import ChaosPlan, ChaosResult, Fault, Sample
 
 WHAT_EACH_FAULT_PROVES = {
     "instance SIGKILL": "a transaction cut anywhere (open, between produce and commit, during a restore or a "
@@ -189,6 +189,16 @@ def summary(result: ChaosResult, audit: AuditReport) -> dict[str, object]:
     }
 
 
+def _shape_text(plan: ChaosPlan) -> str:
+    if plan.shape == "realistic":
+        return (
+            f"the generator's realistic shape over {plan.workload_customers():,} customers (heavy-tailed account "
+            "sizes up to 20,000 subscriptions, terms from the 1st of a month to the 1st of a later one, partner "
+            "changes arriving after a newer one of the same partner)"
+        )
+    return f"the uniform shape over {plan.workload_customers():,} customers (one to four subscriptions per account)"
+
+
 def markdown(result: ChaosResult, audit: AuditReport, alos: tuple[ChaosResult, AuditReport] | None) -> str:
     """docs/reliability.md: date, machine, seed, every figure, the fault log and what each fault proves."""
     p = result.plan
@@ -209,6 +219,7 @@ def markdown(result: ChaosResult, audit: AuditReport, alos: tuple[ChaosResult, A
         "size 500, dynamic group membership (see below), each restarted at once after a SIGKILL or an exit 3",
         f"- load: {p.steady_rate:g} records/s steady, {p.burst_factor:g} times for {p.burst_s:g} s; about 1% bad "
         "records and 2% duplicates",
+        f"- workload: {_shape_text(p)}",
         "",
         "## Result (exactly-once)",
         "",
@@ -285,7 +296,7 @@ def markdown(result: ChaosResult, audit: AuditReport, alos: tuple[ChaosResult, A
             "",
             f"A shorter run ({a_result.seconds / 60:.1f} minutes, same seed) with "
             "`MULTICHANNEL_PROCESSING_GUARANTEE=at_least_once`: nothing may be lost; repeats are allowed and "
-            "counted.",
+            f"counted. Workload: {_shape_text(a_result.plan)}.",
             "",
             "| figure | value |",
             "|---|---:|",
