@@ -755,6 +755,11 @@ def measure_storm(variants: Variants, settings: Settings, tag: str, opts: ShapeO
     exact, upper = transactions_from_scrapes(scrapes)
     first_scrape = scrapes[0] if scrapes else (0.0, 0.0)
 
+    def gauge(name: str) -> int | None:
+        """The service's own figure (the largest committed transaction), when it exports it."""
+        samples = metrics.get(name)
+        return None if not samples else round(max(v for _n, _lab, v in samples))
+
     def counter(name: str) -> float | None:
         samples = metrics.get(name)
         return None if not samples else sum(v for n, _lab, v in samples if n.endswith(("_total", "_count")))
@@ -771,8 +776,9 @@ def measure_storm(variants: Variants, settings: Settings, tag: str, opts: ShapeO
             "ready_to_last_s": None if ready is None or last_wall is None else round(last_wall - ready, 2),
             "transactions": None if not scrapes else round(scrapes[-1][0] - first_scrape[0]),
             "records_written": None if not scrapes else round(scrapes[-1][1] - first_scrape[1]),
-            "largest_transaction_records": max(exact) if exact else None,
-            "largest_transaction_upper_bound": upper,
+            "largest_transaction_records": gauge("multichannel_transaction_records_max")
+            or (max(exact) if exact else None),
+            "largest_transaction_upper_bound": None if gauge("multichannel_transaction_records_max") else upper,
             "largest_partition_run": max((c for c, _a, _b in segments), default=None),
             "scrapes": len(scrapes),
             "largest_transaction_metric": largest_from_metric(metrics),
@@ -991,9 +997,11 @@ def render_sections(shapes: dict[str, Any]) -> list[str]:
             f"{storm['deadline']}, in state last evaluated one second before that instant: built offline with the "
             f"store ({storm['state_records_written']:,} changelog records in {storm['state_build_s']} s), written "
             "to the service's changelog before it starts, with no input at all. The service restores them and "
-            "every deadline is due at once. Transactions and their records are read from the service's "
-            f"counters (committed transactions, records written to every topic) every {SCRAPE_S:g} s: an interval "
-            "with one commit gives that transaction's size exactly; one with several only their sum. Beside it, "
+            "every deadline is due at once. The largest transaction is the service's own "
+            "`multichannel_transaction_records_max`; without it, transactions and their records are read from the "
+            f"service's counters (committed transactions, records written to every topic) every {SCRAPE_S:g} s: an "
+            "interval with one commit gives that transaction's size exactly; one with several only their sum. "
+            "Beside it, "
             "the largest run of records between two transaction markers on one partition of the decision, status "
             "or changelog topic (a read_uncommitted reader sees a marker as a gap in the offsets)."
             + (
