@@ -104,6 +104,8 @@ class Shape:
     checkpoints: frozenset[int]
     aborts: frozenset[int]
     compacted_partner_topic: bool
+    in_use: int | None = None
+    """Accounts the interrupted run keeps in use (`accounts_in_use`): the others are frozen after each batch."""
 
 
 def _partition(key: str, partitions: int) -> int:
@@ -166,17 +168,19 @@ class Log:
     partner_topic: list[FakeRecord] = field(default_factory=list)
 
 
-def new_instance() -> BatchProcessor:
-    store = AccountStore(Classifier(), input_partitions=INPUT_PARTITIONS, decode_legacy=lambda values: [])
+def new_instance(in_use: int | None = None) -> BatchProcessor:
+    store = AccountStore(
+        Classifier(), input_partitions=INPUT_PARTITIONS, decode_legacy=lambda values: [], accounts_in_use=in_use
+    )
     return BatchProcessor(
         store, FakeCodec(), subscription_topic="subs", partner_topic="partners", dead_letter_limit=1 << 20
     )
 
 
-def restored_instance(log: Log, now: datetime, compacted_partner_topic: bool) -> BatchProcessor:
+def restored_instance(log: Log, now: datetime, compacted_partner_topic: bool, in_use: int | None) -> BatchProcessor:
     """A fresh instance started the way the service starts: the partner table topic, then the partner topic
     (compacted to each partner's last arrival or not), then the compacted changelog of every partition."""
-    proc = new_instance()
+    proc = new_instance(in_use)
     table = dict(log.partner_table)
     proc.store.classifier.partners.restore(decode_partner_entry(v) for v in table.values())
     partner_records: Sequence[FakeRecord] = log.partner_topic
@@ -208,13 +212,13 @@ def run(batches: list[Batch], shape: Shape | None) -> tuple[list[bytes], list[by
     """Every batch in order, restarting before the batches in `shape.checkpoints` and aborting once the
     batches in `shape.aborts` (None: uninterrupted); returns the committed decisions and statuses."""
     log = Log()
-    proc = new_instance()
+    proc = new_instance(None if shape is None else shape.in_use)
     proc.store.assign([RestoredPartition(p, {}, 0, 0.0) for p in range(INPUT_PARTITIONS)], batches[0].now)
     decisions: list[bytes] = []
     statuses: list[bytes] = []
     for i, batch in enumerate(batches):
         if shape is not None and i in shape.checkpoints:
-            proc = restored_instance(log, batches[i - 1].now, shape.compacted_partner_topic)
+            proc = restored_instance(log, batches[i - 1].now, shape.compacted_partner_topic, shape.in_use)
         if shape is not None and i in shape.aborts:
             proc.store.begin()
             proc.process(batch.records, batch.partner_records, proc.store.now(batch.now), BatchTally())  # type: ignore[arg-type]
@@ -244,6 +248,7 @@ def shapes(draw: st.DrawFn) -> Shape:
         checkpoints=frozenset(draw(st.lists(boundary, min_size=1, max_size=4))),
         aborts=frozenset(draw(st.lists(st.integers(0, batches - 1), max_size=3))),
         compacted_partner_topic=draw(st.booleans()),
+        in_use=draw(st.sampled_from((None, 1, 3))),
     )
 
 
@@ -257,8 +262,8 @@ def first_difference(got: list[bytes], want: list[bytes]) -> str:
 @RUNS
 @given(shapes())
 def test_restore_and_abort_emit_what_the_uninterrupted_run_emits(shape: Shape) -> None:
-    """Checkpoint-and-restore at random batch boundaries and aborted batches run again: the same decisions and
-    statuses, record for record, in order."""
+    """Checkpoint-and-restore at random batch boundaries, aborted batches run again, and accounts frozen past a
+    small in-use limit: the same decisions and statuses, record for record, in order."""
     batches = build_batches(shape)
     want_d, want_s = run(batches, None)
     got_d, got_s = run(batches, shape)
