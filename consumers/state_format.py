@@ -29,7 +29,8 @@ one is written whole in 0x03 at its first change):
 - 0x02: the same with codes as indexes and times ending in Z (`encode_account` still writes it: the
   form an account is kept in while it is not in use).
 A release before 0x03 cannot read it: it stops with a `StateFormatError` naming the format, so old and
-new instances never share a group (docs/operations.md: upgrade all instances at once).
+new instances never share a group (docs/architecture.md, State and changelog: stop every instance, then
+start the new release).
 """
 
 from __future__ import annotations
