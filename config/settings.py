@@ -155,6 +155,16 @@ class Settings(BaseSettings):
     local_state_dir: Path = Field(
         PROJECT_ROOT / ".cache" / "local", description="Data and logs of the local broker and registry."
     )
+    maven_repo: str = Field(
+        "",
+        description="Maven's local repository for the Kafka and Apicurio downloads; empty means Maven's own "
+        "`~/.m2/repository`, so clones on one machine download once.",
+    )
+    java_home: str = Field(
+        "",
+        description="JDK of the local broker and registry; empty means `JAVA_HOME`, then `java` on PATH, then the "
+        "newest under /usr/lib/jvm (the first of at least the version each one needs).",
+    )
 
     @property
     def changelog_topic(self) -> str:

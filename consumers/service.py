@@ -148,7 +148,10 @@ class ClassifierService:
                     self.health.ready = False
                 except RegistryUnavailableError as exc:  # at session start: the output schemas
                     log.warning(
-                        "registry_unavailable", url=self.settings.schema_registry_url, error=str(exc), retry_in_s=2.0
+                        "registry_unavailable",
+                        url=self.settings.schema_registry_url,
+                        error=str(exc),
+                        retry_in_s=REGISTRY_RETRY_S,
                     )
                     self.health.ready = False
                     self._stop.wait(REGISTRY_RETRY_S)

@@ -26,10 +26,12 @@ one is written whole in 0x03 at its first change):
 - 0x00: the Confluent framing of the Avro record of the first release (decoded through the registry by
   the caller);
 - 0x01: one value per account, a header line and the account, codes as their names;
-- 0x02: the same with codes as indexes and times ending in Z (`encode_account` still writes it: the
-  form an account is kept in while it is not in use).
+- 0x02: the same with codes as indexes and times ending in Z (`encode_account` still writes it, for
+  tests that need a changelog an earlier release wrote; an account not in use is held as `freeze_account`
+  makes it, its 0x03 values compressed).
 A release before 0x03 cannot read it: it stops with a `StateFormatError` naming the format, so old and
-new instances never share a group (docs/operations.md: upgrade all instances at once).
+new instances never share a group (docs/architecture.md, State and changelog: stop every instance, then
+start the new release).
 """
 
 from __future__ import annotations
@@ -217,8 +219,8 @@ def _status(acct: Account) -> list[Any] | None:
 def encode_account(acct: Account, partner_view: SavedView) -> bytes:
     """One account, read from the engine's working copy (no snapshot is made), as a single value of
     format 0x02 (`partner_view` is `Classifier.partner_view` of the account). The changelog is written in
-    format 0x03 (`entity_records`); this whole-account form is what an account is kept as in memory while
-    it is not in use, and what the earlier release wrote."""
+    format 0x03 (`entity_records`); this whole-account form is what the earlier release wrote, kept so that
+    tests can write such a changelog."""
     sellers: set[str] = set()
     pending: list[datetime] = []
     passed = acct.evaluated_at
@@ -459,7 +461,8 @@ _FROZEN = b"\x03Z"
 def freeze_account(acct: Account) -> bytes:
     """An account in use as the compact bytes it is held as while it is not (`Classifier.keep_in_use`): its
     0x03 values (its own record with the whole dedup window, then every subscription), joined and
-    compressed: about a third of the joined size, and thawed in tens of microseconds."""
+    compressed at zlib's fastest level: a held account takes less memory, and thawing it at its next use
+    stays cheap."""
     values = [_account_value(acct, None, acct.recent)]
     values += [_subscription_value(sub) for sub in acct.subscriptions.values()]
     return _FROZEN + zlib.compress(_JOIN.join(values), 1)

@@ -4,9 +4,9 @@ return the records to emit.
 `Classifier` holds the accounts, the partner table, the term-end timers and the reverse indexes
 that route a partner change to exactly the accounts it can affect. It is pure: the clock is a
 parameter of every call. Accounts are changed in place (`multichannel.state.Account`); with
-`transactional=True` (the Kafka service) the first change of an account in a batch keeps a
-snapshot of it, so that `rollback` can put it back and `commit` can hand the changed accounts to
-the changelog. `classify` never rolls back and keeps no snapshots.
+`transactional=True` (the Kafka service) the first change of an account in a batch puts a copy
+of it in the batch's undo log, so that `rollback` can put it back and `commit` can hand the changed
+accounts to the changelog. `classify` never rolls back and keeps no undo log.
 """
 
 from __future__ import annotations
@@ -505,7 +505,7 @@ class Classifier:
 
     # ------------------------------------------------------------------ storage and transactions
     def _touch(self, key: AccountKey, acct: Account) -> Marks:
-        """Keep the account's snapshot before the batch's first change of it; its marks (`changes`)."""
+        """Put the account in the undo log before the batch's first change of it; its marks (`changes`)."""
         if key not in self._undo:
             self._undo[key] = acct.undo_copy()
             marks = self._marks[key] = {}

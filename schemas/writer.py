@@ -1,8 +1,8 @@
 """Avro binary writers generated once per record schema, that read a record's fields straight from an object.
 
 fastavro's generic writer walks the schema for every record and wants a dict, so writing one decision
-cost about 8 µs plus the dict; a tuple of per-field closures joined per record still cost a call per
-field. So the writer of a record schema is generated Python source (`writer_source`), compiled once
+paid for that walk and for building the dict; a tuple of per-field closures joined per record still cost
+a call per field. So the writer of a record schema is generated Python source (`writer_source`), compiled once
 with `exec`: one function that reads every field with one `attrgetter` call and joins the encoded
 pieces in one expression, with the short strings, optionals, enums and empty arrays of the output
 records written inline. It covers the types the output schemas use (string, int, long, boolean, enum,

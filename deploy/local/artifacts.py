@@ -8,11 +8,12 @@ file written after a complete copy makes a second start skip Maven entirely.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from config.settings import Settings
 
 KAFKA_VERSION = "4.3.1"
 APICURIO_VERSION = "3.3.3"
@@ -32,7 +33,7 @@ def _mvn(args: list[str], log: Path) -> None:
     if mvn is None:
         raise ArtifactError("Maven (`mvn`) is not on PATH; install Maven 3.8+ and Java 17+")
     cmd = [mvn, "-B", "-q", *args]
-    repo = os.environ.get("MULTICHANNEL_MAVEN_REPO")
+    repo = Settings().maven_repo
     if repo:
         cmd.append(f"-Dmaven.repo.local={repo}")
     with log.open("ab") as out, tempfile.TemporaryDirectory(prefix="mvn-") as scratch:

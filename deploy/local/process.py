@@ -10,6 +10,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+from config.settings import Settings
+
 
 def free_port() -> int:
     """A loopback port that was free a moment ago (the OS picks it)."""
@@ -29,10 +31,12 @@ def java_major(java: str) -> int:
 
 
 def java_binary(min_major: int = 17) -> str:
-    """A `java` of at least `min_major`: $MULTICHANNEL_JAVA_HOME, $JAVA_HOME, PATH, then /usr/lib/jvm/*."""
+    """A `java` of at least `min_major`: the java_home setting, $JAVA_HOME, PATH, then /usr/lib/jvm/*.
+
+    JAVA_HOME and PATH are read as they are, not through the settings: they are the JDK's and the
+    shell's own variables, not `MULTICHANNEL_` ones."""
     candidates: list[str] = []
-    for var in ("MULTICHANNEL_JAVA_HOME", "JAVA_HOME"):
-        home = os.environ.get(var)
+    for home in (Settings().java_home, os.environ.get("JAVA_HOME")):
         if home:
             candidates.append(str(Path(home) / "bin" / "java"))
     on_path = shutil.which("java")

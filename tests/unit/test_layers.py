@@ -4,6 +4,7 @@ inside a function, names its own package or one its layer may use; none names `t
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,3 +47,14 @@ def test_every_import_points_down_the_layers() -> None:
         if target in PROJECT and target != package and target not in allowed
     ]
     assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
+
+
+def test_the_core_imports_only_the_standard_library() -> None:
+    """Beyond the libraries ruff's banned-api names (pyproject.toml), no third-party module enters `multichannel/`."""
+    foreign = [
+        f"{path.relative_to(ROOT)}:{line} imports {target}"
+        for path in sorted((ROOT / "multichannel").rglob("*.py"))
+        for line, target in imports(path)
+        if target != "multichannel" and target not in sys.stdlib_module_names
+    ]
+    assert not foreign, "the pure core imports outside the standard library:\n" + "\n".join(foreign)
