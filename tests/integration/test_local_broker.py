@@ -12,6 +12,7 @@ from consumers.topics import ensure_topics
 
 
 def test_produce_and_consume_on_the_real_broker(settings_factory: Callable[..., Settings]) -> None:
+    """Fifty keyed records produced to the local broker are all consumed back, key for key."""
     settings = settings_factory()
     producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
     sent = {f"C{i}".encode(): f"value-{i}".encode() for i in range(50)}
@@ -39,6 +40,7 @@ def test_produce_and_consume_on_the_real_broker(settings_factory: Callable[..., 
 
 
 def test_topics_have_the_contract_policies_and_partitions(settings_factory: Callable[..., Settings]) -> None:
+    """Every topic has the contract's cleanup policy, partitions and configs; creating them again is a no-op."""
     settings = settings_factory()
     conf = settings.kafka_client_config()
     assert set(ensure_topics(conf, settings.topic_specs).values()) == {"exists"}, "second creation is idempotent"

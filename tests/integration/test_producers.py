@@ -58,6 +58,7 @@ def _final(decisions: list[dict[str, Any]]) -> dict[tuple[str, str, str], tuple[
 def test_generated_stream_is_fully_accounted_for_and_matches_classify(
     settings_factory: SettingsFactory, tmp_path: Path
 ) -> None:
+    """Every published event is applied, a duplicate or a dead letter, and the service decides as `classify` does."""
     settings = settings_factory(batch_size=1000)
     svc = ServiceProcess(settings, tmp_path / "svc.log").start()
     try:
@@ -98,6 +99,7 @@ def test_generated_stream_is_fully_accounted_for_and_matches_classify(
 
 
 def test_publisher_reports_every_event_the_stopped_broker_did_not_take(tmp_path: Path) -> None:
+    """Events published while the broker is down are reported as DeliveryFailed; those before it are delivered."""
     broker = LocalKafka(CACHE_DIR, tmp_path / "kafka").start()
     try:
         from tests.integration.conftest import _backends

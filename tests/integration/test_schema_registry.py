@@ -77,6 +77,7 @@ def consume(settings: Settings, topic: str, count: int, timeout_s: float = 30.0)
 
 
 def test_every_event_type_round_trips_through_broker_and_registry(settings: Settings, schema_registry_url: str) -> None:
+    """Every event type, encoded against the registry and sent through the broker, decodes field for field."""
     encoder = EventEncoder.for_settings(settings, new_client(schema_registry_url), auto_register=True)
     events = [*SUBSCRIPTION_EVENTS.values(), USAGE_PURCHASE]
     produce(
@@ -104,6 +105,7 @@ def test_every_event_type_round_trips_through_broker_and_registry(settings: Sett
 
 
 def test_output_records_round_trip_through_broker_and_registry(settings: Settings, schema_registry_url: str) -> None:
+    """Decisions, statuses and changelog records decode after a trip through the broker and the registry."""
     encoders = OutputEncoders.for_settings(settings, new_client(schema_registry_url), auto_register=True)
     produce(
         settings,
@@ -142,6 +144,7 @@ def test_a_newer_producer_is_read_by_the_current_consumer(settings: Settings, sc
 
 
 def test_an_id_unknown_to_the_registry_is_a_schema_mismatch_naming_it(schema_registry_url: str) -> None:
+    """A value framed with a schema id the registry does not know is a SCHEMA_MISMATCH naming that id."""
     [result] = event_decoder(new_client(schema_registry_url), "subscription").decode_values(
         [header(987_654_321) + b"\x02\x00"]
     )
@@ -187,6 +190,7 @@ def field(schema: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_register_then_check_passes_and_shows_every_subject(settings: Settings, schema_registry_url: str) -> None:
+    """`register` sets every subject to BACKWARD at version 1, again without a new version, and `check` then passes."""
     code, output = run_cli(settings, "register")
     assert code == 0, output
     subjects = [subject_for(t) for t in topic_schemas(settings)]
@@ -205,6 +209,7 @@ def test_register_then_check_passes_and_shows_every_subject(settings: Settings, 
 
 
 def test_check_before_register_passes(settings: Settings) -> None:
+    """`check` passes before anything is registered and says the subjects are not registered."""
     code, output = run_cli(settings, "check")
     assert code == 0, output
     assert "not registered" in output
@@ -234,6 +239,7 @@ def test_check_before_register_passes(settings: Settings) -> None:
 def test_check_fails_on_a_breaking_change_naming_the_field(
     settings: Settings, tmp_path: Path, edit: Callable[[dict[str, Any]], None], field_named: str, says: str
 ) -> None:
+    """`check` fails on a breaking schema change naming the field, and `register` refuses it too."""
     assert run_cli(settings, "register")[0] == 0
     broken = str(schemas_copy(tmp_path, edit))
     code, output = run_cli(settings, "check", "--schemas-dir", broken)
@@ -259,6 +265,7 @@ def test_removing_a_field_without_default_breaks_forward_not_backward(settings: 
 def test_a_compatible_change_passes_check_and_registers(
     settings: Settings, tmp_path: Path, schema_registry_url: str
 ) -> None:
+    """An optional field with a default passes `check` and registers as version 2."""
     assert run_cli(settings, "register")[0] == 0
     added = schemas_copy(
         tmp_path,

@@ -54,6 +54,7 @@ def _metric(text: str, name: str, **labels: str) -> float:
 def test_rebalance_second_instance_takes_over_without_gap_or_duplicate(
     settings_factory: SettingsFactory, tmp_path: Path
 ) -> None:
+    """When one of two instances stops, the other restores its partitions and the outputs have no gap or duplicate."""
     settings = settings_factory(batch_size=100)
     items = workload(seed=21, customers=400)
     partners, rest = split_partner_first(items)
@@ -113,6 +114,7 @@ def _account_events(partner: str, customers: list[str]) -> list[dict[str, Any]]:
 def test_partner_moving_into_csp_reclassifies_accounts_in_every_partition_once(
     settings_factory: SettingsFactory, tmp_path: Path
 ) -> None:
+    """A partner joining CSP re-classifies each of its accounts, across partitions, exactly once."""
     settings = settings_factory()
     customers = [f"C-{i}" for i in range(12)]
     before = {
@@ -157,6 +159,7 @@ def test_partner_moving_into_csp_reclassifies_accounts_in_every_partition_once(
 def test_poison_pills_go_to_dead_letters_and_good_records_flow(
     settings_factory: SettingsFactory, tmp_path: Path
 ) -> None:
+    """Bad records go to dead letters with their reason and original headers, once, while good records are decided."""
     settings = settings_factory()
     good = _account_events("PY", [f"G-{i}" for i in range(6)])
     partner = {
@@ -247,6 +250,7 @@ def _wait_for_dead_letters(settings: Settings, count: int) -> tuple[list[Any], l
 
 
 def test_ready_only_after_assignment_and_restore(settings_factory: SettingsFactory, tmp_path: Path) -> None:
+    """The service is live at once but ready only after its partitions are assigned and restored."""
     settings = settings_factory()
     admin = AdminClient(settings.kafka_client_config())
     for future in admin.delete_topics([settings.subscription_topic], operation_timeout=30).values():

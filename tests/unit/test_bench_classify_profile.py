@@ -20,6 +20,7 @@ def _stream(line: int) -> str:
 
 
 def test_samples_are_split_by_the_call_under_classify_stream_or_by_its_own_line() -> None:
+    """Profile samples are attributed to a phase by the call under classify_stream, or by its own line."""
     apply_line = _line_of("apply(event, clock)")
     rows = [
         f"{HEAD};{_stream(apply_line)};Classifier.apply (multichannel/engine.py:83);Classifier._evaluate (x.py:1) 7",

@@ -28,6 +28,7 @@ def test_phase_quantiles_count_only_the_batches_between_the_two_scrapes() -> Non
 
 
 def test_owned_partitions_follow_restores_and_revokes(tmp_path: Path) -> None:
+    """The partitions a service owns follow its restored and revoked log lines; a missing log owns none."""
     log = tmp_path / "service.log"
     lines = [
         {"event": "partitions_restored", "partitions": [0, 1, 2, 3]},
@@ -41,6 +42,7 @@ def test_owned_partitions_follow_restores_and_revokes(tmp_path: Path) -> None:
 
 
 def test_targets_rows_for_steady_latency_memory_and_repeated_kills() -> None:
+    """Target rows report steady latency, memory per account and repeated kills, a missed max failing its row."""
     results = {EOS: VariantResult(EOS)}
     rows = {
         name: (value, met)
@@ -61,6 +63,7 @@ def test_targets_rows_for_steady_latency_memory_and_repeated_kills() -> None:
 
 
 def test_a_target_not_met_says_by_how_much_and_what_bounds_it() -> None:
+    """A missed target's note says how far short it is and which phase or rate bounds it."""
     eos = VariantResult(EOS, latency_p99_ms=300.0, latency_breakdown={"commit": (20.0, 150.0), "wait": (30.0, None)})
     notes = {
         name: note
@@ -119,6 +122,7 @@ def test_shape_rows_say_what_was_not_processed_and_what_bounds_the_rest() -> Non
 
 
 def test_a_storm_with_terms_missing_or_decided_twice_fails_its_count() -> None:
+    """A storm with term ends missing or decided twice fails its count target, with a note saying how many."""
     storm = {**SHAPES["storm"], "term_ended": 199_000, "term_ended_records": 199_500, "timed_out": True, "aborts": 7.0}
     rows = {name: (met, note) for name, _v, met, note in shape_targets({"storm": storm})}
     met, note = rows["month-end storm: 200,000 term ends, each decided TERM_ENDED once"]
@@ -128,6 +132,7 @@ def test_a_storm_with_terms_missing_or_decided_twice_fails_its_count() -> None:
 
 
 def test_shape_sections_are_rendered_into_the_report_and_its_targets() -> None:
+    """Each workload shape gets its one section and table rows in the rendered report."""
     giant = {
         "subscriptions": 50_000, "events": 56_000, "process_s": 30.5, "restore_records": 56_001,
         "restore_s": 0.9, "restart_to_next_decision_s": 2.4, "decided_right": True,
@@ -193,6 +198,7 @@ def test_storm_accounts_go_to_the_partition_of_their_customers_input() -> None:
 
 
 def test_a_slow_restart_of_the_big_account_names_its_longest_phases() -> None:
+    """A slow restart of the big account fails its target with a note naming the longest phases."""
     giant = {
         "subscriptions": 50_000, "restart_to_next_decision_s": 4.5, "decided_right": True, "restore_records": 26,
         "restore_s": 0.3,

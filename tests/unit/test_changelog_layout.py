@@ -232,6 +232,7 @@ def test_an_aborted_batch_is_not_taken_as_the_rewrite() -> None:
 
 
 def test_a_cancellation_rewrites_its_subscription_only() -> None:
+    """A cancellation rewrites the account record and its own subscription's record, not the other 49."""
     store = new_store()
     batch(store, [purchase(f"e{i}", f"S{i}") for i in range(50)], CLOCK_START)
     cancel = SubscriptionCancelled("c1", datetime(2026, 2, 1, tzinfo=UTC), "P1", "C1", "S7")

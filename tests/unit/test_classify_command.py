@@ -105,6 +105,7 @@ def _parse(stdout: str) -> list[dict[str, object]]:
 
 
 def test_classify_file_argument_exact_lines(tmp_path: Path) -> None:
+    """`classify FILE` writes exactly the documented JSON lines and a summary on stderr."""
     result = subprocess.run([CLI, "classify", str(_input(tmp_path))], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert _parse(result.stdout) == EXPECTED
@@ -112,6 +113,7 @@ def test_classify_file_argument_exact_lines(tmp_path: Path) -> None:
 
 
 def test_classify_stdin_with_as_of_fires_timers(tmp_path: Path) -> None:
+    """`classify --as-of` reading stdin fires the timers due by then after the input's records."""
     with _input(tmp_path).open() as stdin:
         result = subprocess.run(
             [CLI, "classify", "--as-of", "2026-07-01T00:00:00Z"],
@@ -125,6 +127,7 @@ def test_classify_stdin_with_as_of_fires_timers(tmp_path: Path) -> None:
 
 
 def test_classify_bad_as_of_is_a_usage_error(tmp_path: Path) -> None:
+    """An `--as-of` that is not a timestamp exits 2 with a message and writes nothing."""
     result = subprocess.run(
         [CLI, "classify", "--as-of", "soon", str(_input(tmp_path))], capture_output=True, text=True, check=False
     )
@@ -154,6 +157,7 @@ def _classify(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_classify_detects_duplicates_within_the_configured_window(tmp_path: Path) -> None:
+    """A repeated event id is a duplicate within the dedup window and applied again past it, with the same output."""
     path = _repeat_after_two_others(tmp_path)
     default = _classify(path)
     narrow = _classify(path, MULTICHANNEL_DEDUP_WINDOW="2")
@@ -164,6 +168,7 @@ def test_classify_detects_duplicates_within_the_configured_window(tmp_path: Path
 
 
 def test_an_invalid_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> None:
+    """An invalid MULTICHANNEL_* variable exits 2 naming it, without a traceback or output."""
     result = _classify(_input(tmp_path), MULTICHANNEL_DEDUP_WINDOW="0")
     assert result.returncode == 2
     assert "MULTICHANNEL_DEDUP_WINDOW" in result.stderr

@@ -47,6 +47,7 @@ def test_a_value_too_large_is_cut_to_its_first_bytes_and_says_so() -> None:
 
 
 def test_a_huge_key_is_cut_and_leaves_no_room_for_headers_or_value() -> None:
+    """A key larger than the limit is cut, the headers and value dropped, and the record fits."""
     key, value, headers = fit(b"k" * 200_000, b"v" * 10, [("h", b"x")], WHY, LIMIT)
     assert truncated_parts(headers) == "key,headers,value"
     assert key is not None and key.startswith(b"kkk") and value == b""

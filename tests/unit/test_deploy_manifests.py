@@ -30,6 +30,7 @@ def _env_names(doc: Any) -> set[str]:
 
 
 def test_kubernetes_manifests_parse_and_use_real_settings() -> None:
+    """The Kubernetes manifests parse, name only real settings, probe /healthz and /readyz, keep secrets apart."""
     docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "classifier.yaml").read_text()))
     kinds = {d["kind"] for d in docs}
     assert {"ConfigMap", "Secret", "StatefulSet", "PodDisruptionBudget", "ScaledObject"} <= kinds
@@ -46,6 +47,7 @@ def test_kubernetes_manifests_parse_and_use_real_settings() -> None:
 
 
 def test_compose_file_parses_and_uses_real_settings() -> None:
+    """The compose file parses, has every service, and names only real settings."""
     doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = doc["services"]
     assert {"kafka", "schema-registry", "classifier-0", "classifier-1", "generator", "tail"} <= set(services)
@@ -56,6 +58,7 @@ def test_compose_file_parses_and_uses_real_settings() -> None:
 
 
 def test_dockerfile_runs_as_non_root_from_the_lock_file() -> None:
+    """The image is built in two stages from the lock file, runs as a non-root user, and sets only real settings."""
     text = (DEPLOY / "Dockerfile").read_text()
     assert "uv sync --frozen --no-dev" in text
     assert "USER 10001" in text

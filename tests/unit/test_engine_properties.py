@@ -78,6 +78,7 @@ def group_key(item: dict[str, Any]) -> Any:
 @FAST
 @given(seed=st.integers(0, 10_000), rnd=st.randoms(use_true_random=False))
 def test_shuffling_each_subscriptions_events_keeps_final_decisions(seed: int, rnd: random.Random) -> None:
+    """Shuffling the events of each subscription, account flag and partner keeps every final decision and status."""
     items = [i for i in stream(seed) if isinstance(i, dict)]
     positions: dict[Any, list[int]] = {}
     for index, item in enumerate(items):
@@ -95,6 +96,7 @@ def test_shuffling_each_subscriptions_events_keeps_final_decisions(seed: int, rn
 @FAST
 @given(seed=st.integers(0, 10_000), rnd=st.randoms(use_true_random=False))
 def test_repeating_any_event_changes_no_output(seed: int, rnd: random.Random) -> None:
+    """Repeating any event later in the stream changes no output and is counted as a duplicate."""
     items = [i for i in stream(seed) if isinstance(i, dict)]
     original, _ = classify(items)
     index = rnd.randrange(len(items))
@@ -108,6 +110,7 @@ def test_repeating_any_event_changes_no_output(seed: int, rnd: random.Random) ->
 @FAST
 @given(seed=st.integers(0, 10_000))
 def test_no_two_consecutive_decisions_of_a_subscription_are_equal(seed: int) -> None:
+    """A subscription's decision is emitted only when it changes."""
     records, _ = classify(stream(seed))
     last: dict[Any, Any] = {}
     for r in records:
@@ -128,6 +131,7 @@ def test_no_two_consecutive_decisions_of_a_subscription_are_equal(seed: int) -> 
 @FAST
 @given(seed=st.integers(0, 10_000))
 def test_every_line_is_applied_duplicate_or_one_dead_letter(seed: int) -> None:
+    """Every line is applied, a duplicate, or exactly one dead letter for each bad record."""
     items = stream(seed, bad_rate=0.1)
     records, counts = classify(items)
     dead = [r for r in records if r["record_type"] == "dead_letter"]
@@ -141,6 +145,7 @@ def test_every_line_is_applied_duplicate_or_one_dead_letter(seed: int) -> None:
 @FAST
 @given(seed=st.integers(0, 10_000))
 def test_changelog_codec_round_trips_every_state(seed: int) -> None:
+    """Every account state a stream builds survives the changelog codec unchanged."""
     engine = Classifier()
     for item in stream(seed):
         if isinstance(item, dict):
@@ -155,6 +160,7 @@ def test_changelog_codec_round_trips_every_state(seed: int) -> None:
 @FAST
 @given(seed=st.integers(0, 10_000), cut=st.integers(1, 60))
 def test_rollback_then_reapply_equals_applying_once(seed: int, cut: int) -> None:
+    """A batch rolled back and applied again gives the records and states of applying it once."""
     events = [parse_event(i) for i in stream(seed) if isinstance(i, dict)]
     head, batch = events[:-cut], events[-cut:]
     clock = max(e.occurred_at for e in events)

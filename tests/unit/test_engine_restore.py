@@ -394,6 +394,7 @@ def test_every_code_has_a_fixed_place_in_format_02() -> None:
 
 
 def test_a_value_in_an_unknown_format_is_refused() -> None:
+    """A changelog value in no known format is refused with StateFormatError, not misread."""
     for value in (b"", b"\x03[]\n[]", b"\xff"):
         with pytest.raises(StateFormatError):
             decode_state(value)

@@ -43,6 +43,7 @@ def committed_engine() -> Classifier:
 
 
 def test_rolled_back_partner_change_leaves_the_rules_view_of_the_account_as_it_was() -> None:
+    """A rolled-back partner change leaves the partner table and account as before, and can be applied again."""
     engine = committed_engine()
     assert decisions(engine.apply(program("p2", Program.NONE, T.replace(hour=1)), T)) == [("S1", "R2")]
     engine.rollback()
@@ -53,6 +54,7 @@ def test_rolled_back_partner_change_leaves_the_rules_view_of_the_account_as_it_w
 
 
 def test_rolled_back_relationship_is_gone_and_its_event_id_free_again() -> None:
+    """A rolled-back relationship event leaves no flag and no remembered id, so it applies again."""
     engine = committed_engine()
     accepted = RelationshipAccepted("r1", T, "P1", "C1")
     assert decisions(engine.apply(accepted, T)) == [("S1", "R10")]
@@ -63,6 +65,7 @@ def test_rolled_back_relationship_is_gone_and_its_event_id_free_again() -> None:
 
 
 def test_rolled_back_new_account_is_forgotten_with_its_indexes() -> None:
+    """A rolled-back new account is gone from the accounts and from the partner indexes."""
     engine = committed_engine()
     engine.apply(purchase("e9", "S9", cid="C9"), T)
     engine.rollback()
@@ -72,6 +75,7 @@ def test_rolled_back_new_account_is_forgotten_with_its_indexes() -> None:
 
 
 def test_pending_changes_hold_only_accounts_that_changed() -> None:
+    """Pending changes hold only accounts whose state changed, and are empty after a commit."""
     engine = committed_engine()
     engine.apply(purchase("e1", "S1"), T)  # a duplicate: nothing changes
     engine.apply(program("p2", Program.CSP_DIRECT, T.replace(hour=1)), T)  # same program: nothing to re-classify

@@ -34,6 +34,7 @@ PARTNER = {
 
 
 def test_invalid_event_is_rejected_with_its_reason_code() -> None:
+    """The publisher refuses an invalid event with the reason code the service would dead-letter it with."""
     publisher = SubscriptionEventPublisher(SETTINGS, auto_register=True)
     with pytest.raises(InvalidField) as err:
         publisher.publish(PURCHASE)
@@ -43,6 +44,7 @@ def test_invalid_event_is_rejected_with_its_reason_code() -> None:
 
 
 def test_each_publisher_takes_only_its_topic_events() -> None:
+    """A subscription publisher refuses partner events and a partner publisher subscription events."""
     with pytest.raises(UnknownEventType):
         SubscriptionEventPublisher(SETTINGS, auto_register=True).publish(PARTNER)
     with pytest.raises(UnknownEventType):

@@ -13,16 +13,19 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_readme_documents_every_setting() -> None:
+    """The README names the environment variable of every setting."""
     missing = [name for name in Settings.model_fields if f"`MULTICHANNEL_{name.upper()}`" not in README]
     assert not missing
 
 
 def test_readme_gives_the_two_commands_first() -> None:
+    """The README's first code block gives `make run` and `make test`."""
     first_block = README.split("```")[1]
     assert "make run" in first_block and "make test" in first_block
 
 
 def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings written to the environment with to_env read back equal, secrets included."""
     original = Settings(batch_size=17, sasl_password=SecretStr("s3cret"), application_id="app-x")
     for key, value in original.to_env().items():
         monkeypatch.setenv(key, value)
@@ -30,6 +33,7 @@ def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyP
 
 
 def test_an_invalid_variable_is_described_by_name_without_a_secret_value() -> None:
+    """An invalid setting is described by its variable name, quoting the value unless it is a secret."""
     from pydantic import ValidationError
 
     from config.settings import describe_invalid_settings

@@ -106,6 +106,7 @@ def changelog_limit(proc: BatchProcessor, records: list[Record]) -> int:
 
 
 def test_an_account_whose_changelog_record_is_too_large_is_dead_lettered_and_the_others_go_on() -> None:
+    """An account whose changelog record is too large has its events dead-lettered as RECORD_REFUSED; others go on."""
     proc = processor()
     records = batch()
     limit = changelog_limit(proc, records)
@@ -174,6 +175,7 @@ def test_a_refusal_reported_by_the_brokers_names_its_account() -> None:
 
 
 def test_a_decision_larger_than_its_topic_takes_is_found_before_it_is_produced() -> None:
+    """A decision larger than its topic's limit is found, with its account and topic, before it is produced."""
     proc = processor()
     records = batch()[:2]
     proc.store.begin()

@@ -83,6 +83,7 @@ def _fastavro_read(name: SchemaName, body: bytes) -> tuple[dict[str, Any], int] 
 @settings(max_examples=150, deadline=None)
 @given(record=subscription_records)
 def test_a_subscription_event_is_read_as_fastavro_reads_it(record: dict[str, Any]) -> None:
+    """The generated reader decodes a subscription event body exactly as fastavro does."""
     body = _fastavro_write(SUBSCRIPTION_EVENT, record)
     assert ours(SUBSCRIPTION_EVENT, body) == (record, len(body)) == _fastavro_read(SUBSCRIPTION_EVENT, body)
 
@@ -90,6 +91,7 @@ def test_a_subscription_event_is_read_as_fastavro_reads_it(record: dict[str, Any
 @settings(max_examples=100, deadline=None)
 @given(record=partner_records)
 def test_a_partner_event_is_read_as_fastavro_reads_it(record: dict[str, Any]) -> None:
+    """The generated reader decodes a partner event body exactly as fastavro does."""
     body = _fastavro_write(PARTNER_EVENT, record)
     assert ours(PARTNER_EVENT, body) == (record, len(body)) == _fastavro_read(PARTNER_EVENT, body)
 
@@ -132,6 +134,7 @@ def test_a_damaged_body_is_read_as_fastavro_reads_it_or_left_to_fastavro(case: t
 
 
 def test_the_generated_source_is_inspectable() -> None:
+    """The generated reader's source can be read: one `read` function over the schema's fields."""
     text, names = reader_source(json.loads(schema_str(SUBSCRIPTION_EVENT)))
     assert text.startswith("def read(b, i):")
     assert "return (f0, f1, f2," in text
@@ -148,5 +151,6 @@ def test_the_generated_source_is_inspectable() -> None:
     ],
 )
 def test_constructs_outside_the_input_schemas_are_refused(schema: dict[str, Any]) -> None:
+    """A schema construct the input schemas do not use is refused with UnsupportedSchema."""
     with pytest.raises(UnsupportedSchema):
         record_reader(schema)

@@ -148,6 +148,7 @@ def test_every_construct_is_written_as_fastavro_writes_it(record: dict[str, obje
 
 
 def test_the_generated_source_is_inspectable() -> None:
+    """The generated writer's source can be read: one `write` function with its prefix and inline strings."""
     text, names = writer_source(json.loads(schema_str("customer_status")), prefix=b"\x00head")
     assert text.startswith("def write(o):")
     assert "b'\\x00head'" in text

@@ -201,6 +201,7 @@ def enums() -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
 def test_every_schema_parses_and_is_namespaced(name: SchemaName) -> None:
+    """Each schema parses with fastavro and is a record in the com.multichannel.v1 namespace."""
     parsed = fastavro.parse_schema(json.loads(schema_str(name)))
     assert isinstance(parsed, dict)
     assert raw(name)["namespace"].startswith("com.multichannel.v1")
@@ -208,15 +209,18 @@ def test_every_schema_parses_and_is_namespaced(name: SchemaName) -> None:
 
 
 def test_the_files_are_exactly_the_named_schemas() -> None:
+    """The schema directory holds exactly the named schemas, no more and no fewer."""
     assert sorted(p.stem for p in schemas.SCHEMAS_DIR.glob("*.avsc")) == sorted(SCHEMA_NAMES)
 
 
 def test_schemas_are_loaded_and_parsed_once() -> None:
+    """A schema is read and parsed once and then shared."""
     assert parsed_schema("subscription_event") is parsed_schema("subscription_event")
     assert schema_str("customer_status") is schema_str("customer_status")
 
 
 def test_every_record_enum_and_field_has_a_doc() -> None:
+    """Every record, enum and field of every schema has a doc."""
     undocumented = [
         t["name"] for name in SCHEMA_NAMES for t in named_types(raw(name)) if not str(t.get("doc", "")).strip()
     ]
@@ -225,17 +229,20 @@ def test_every_record_enum_and_field_has_a_doc() -> None:
 
 
 def test_every_enum_has_a_default_symbol_for_values_added_later() -> None:
+    """Every enum has the default symbol UNKNOWN, so old readers survive new symbols."""
     for name, enum in enums().items():
         assert enum.get("default") == "UNKNOWN", name
         assert "UNKNOWN" in enum["symbols"], name
 
 
 def test_enum_symbols_are_the_contract_codes() -> None:
+    """The enums' symbols are exactly the contract's codes, besides UNKNOWN."""
     found = {name: set(e["symbols"]) - {"UNKNOWN"} for name, e in enums().items()}
     assert found == ENUMS
 
 
 def test_optional_fields_are_null_first_with_null_default() -> None:
+    """Every optional field is a union with null first and a null default."""
     for where, field in all_fields():
         if isinstance(field["type"], list) and "null" in field["type"]:
             assert field["type"][0] == "null", where
@@ -244,6 +251,8 @@ def test_optional_fields_are_null_first_with_null_default() -> None:
 
 
 def test_timestamps_and_dates_use_logical_types() -> None:
+    """Timestamps are timestamp-millis and dates are date logical types."""
+
     def logical(t: Any) -> str | None:
         if isinstance(t, list):
             return next((logical(b) for b in t if b != "null"), None)
@@ -261,6 +270,7 @@ def test_timestamps_and_dates_use_logical_types() -> None:
 
 
 def test_subscription_event_has_every_contract_field_and_only_those() -> None:
+    """The subscription envelope has every contract field and only those, per-type fields optional."""
     types = field_types("subscription_event")
     every = COMMON | {"partner_id", "customer_id"} | set().union(*SUBSCRIPTION_EVENT_FIELDS.values())
     assert set(types) == every
@@ -270,18 +280,21 @@ def test_subscription_event_has_every_contract_field_and_only_those() -> None:
 
 
 def test_partner_event_has_every_contract_field() -> None:
+    """The partner event schema has exactly the contract's fields, with a string event_type."""
     types = field_types("partner_event")
     assert set(types) == COMMON | PARTNER_EVENT_FIELDS
     assert types["event_type"] == "string"
 
 
 def test_output_records_have_every_contract_field() -> None:
+    """Decision and status schemas have exactly the contract's fields, decision_counts a map of int."""
     assert set(field_types("subscription_decision")) == DECISION_FIELDS
     assert set(field_types("customer_status")) == STATUS_FIELDS
     assert field_types("customer_status")["decision_counts"] == {"type": "map", "values": "int"}
 
 
 def test_changelog_has_the_agreed_shape() -> None:
+    """The account-state schema has the agreed shape of nested records and arrays."""
     named: dict[str, Any] = {}
     parsed = fastavro.parse_schema(raw("account_state"), named_schemas=named)
 
@@ -300,16 +313,19 @@ def test_changelog_has_the_agreed_shape() -> None:
 
 
 def test_subject_follows_the_topic_name_strategy() -> None:
+    """A topic's subject is its name with `-value`."""
     assert subject_for("billing.subscription-events.v1") == "billing.subscription-events.v1-value"
 
 
 def test_load_dir_reads_a_copy(tmp_path: Path) -> None:
+    """A copy of the schema directory loads to the same schemas."""
     for name in SCHEMA_NAMES:
         shutil.copy(schemas.SCHEMAS_DIR / f"{name}.avsc", tmp_path)
     assert load_dir(tmp_path) == {name: schema_str(name) for name in SCHEMA_NAMES}
 
 
 def test_load_dir_names_a_broken_file(tmp_path: Path) -> None:
+    """A schema file that is not JSON is reported by its file name."""
     for name in SCHEMA_NAMES:
         shutil.copy(schemas.SCHEMAS_DIR / f"{name}.avsc", tmp_path)
     (tmp_path / "customer_status.avsc").write_text("{not json")
@@ -319,6 +335,7 @@ def test_load_dir_names_a_broken_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
 def test_each_schema_is_fully_compatible_with_itself(name: SchemaName) -> None:
+    """Each schema is FULL-compatible with itself."""
     assert incompatibilities(schema_str(name), schema_str(name), "FULL") == []
 
 

@@ -65,6 +65,7 @@ def drop_enum_default(s: dict[str, Any]) -> None:
     ],
 )
 def test_breaking_changes_name_the_field(edit: Callable[[dict[str, Any]], None], level: str, field_named: str) -> None:
+    """Each breaking change is reported at its level, naming the field it breaks."""
     problems = incompatibilities(changed(edit), OLD, level, new="local", old="registered version 1")
     assert problems
     assert all(f"SubscriptionEvent.{field_named}" in p for p in problems), problems
@@ -81,10 +82,12 @@ def test_breaking_changes_name_the_field(edit: Callable[[dict[str, Any]], None],
     ],
 )
 def test_compatible_changes_pass(edit: Callable[[dict[str, Any]], None], level: str) -> None:
+    """Each compatible change is reported as no problem at its level."""
     assert incompatibilities(changed(edit), OLD, level) == []
 
 
 def test_a_new_enum_symbol_breaks_old_readers_without_an_enum_default() -> None:
+    """A new enum symbol breaks forward compatibility when the old enum has no default."""
     old = changed(drop_enum_default)
     new = changed(add_channel, old)
     problems = incompatibilities(new, old, "FORWARD", new="local", old="registered")
@@ -94,14 +97,17 @@ def test_a_new_enum_symbol_breaks_old_readers_without_an_enum_default() -> None:
 
 
 def test_level_none_accepts_anything() -> None:
+    """Level NONE accepts even a retyped field."""
     assert incompatibilities(changed(retype_quantity), OLD, "NONE") == []
 
 
 def test_transitive_levels_check_the_given_version() -> None:
+    """A transitive level checks against the given version and finds a new required field."""
     assert incompatibilities(changed(add_required), OLD, "BACKWARD_TRANSITIVE")
 
 
 def test_nested_records_and_named_references_are_followed() -> None:
+    """The check follows nested records and named type references into their fields."""
     old = schema_str("account_state")
 
     def retype_flag(s: dict[str, Any]) -> None:
@@ -114,6 +120,8 @@ def test_nested_records_and_named_references_are_followed() -> None:
 
 
 def test_a_renamed_record_is_reported() -> None:
+    """A record renamed between versions is reported with both names."""
+
     def rename(s: dict[str, Any]) -> None:
         s["name"] = "SubscriptionEventV2"
 

@@ -171,6 +171,7 @@ def settings() -> Settings:
 def test_every_subscription_event_round_trips_field_for_field(
     client: SchemaRegistryClient, encoder: EventEncoder, event: dict[str, Any]
 ) -> None:
+    """Every subscription event type encodes with its schema id and decodes field for field, with UTC timestamps."""
     value = encoder.encode_subscription_event(event)
     assert value[:5] == header(encoder.subscription.schema_id)
     [decoded] = event_decoder(client, "subscription").decode_batch([(b"C1", value)])
@@ -180,6 +181,7 @@ def test_every_subscription_event_round_trips_field_for_field(
 
 
 def test_partner_event_round_trips(client: SchemaRegistryClient, encoder: EventEncoder) -> None:
+    """A partner event round-trips, and one without providers decodes with an empty list."""
     value = encoder.encode_partner_event(PARTNER_EVENT)
     assert event_decoder(client, "partner").decode(value) == PARTNER_EVENT
     no_providers = PARTNER_EVENT | {"program": "csp_direct"}
@@ -189,6 +191,7 @@ def test_partner_event_round_trips(client: SchemaRegistryClient, encoder: EventE
 
 
 def test_batch_encoding_equals_one_by_one(encoder: EventEncoder) -> None:
+    """Encoding a batch gives the same bytes as encoding its events one by one."""
     events = list(SUBSCRIPTION_EVENTS.values())
     assert encoder.encode_subscription_events(events) == [encoder.encode_subscription_event(e) for e in events]
     assert encoder.encode_partner_events([PARTNER_EVENT]) == [encoder.encode_partner_event(PARTNER_EVENT)]
@@ -206,6 +209,7 @@ def test_batch_encoding_equals_one_by_one(encoder: EventEncoder) -> None:
 def test_output_records_round_trip(
     client: SchemaRegistryClient, settings: Settings, attr: str, record: dict[str, Any], schema: Any
 ) -> None:
+    """Each output record encodes under its topic's subject and decodes back equal."""
     encoders = OutputEncoders.for_settings(settings, client, auto_register=True)
     encoder: RecordEncoder = getattr(encoders, attr)
     assert encoder.subject == subject_for(next(t for t, s in topic_schemas(settings).items() if s == schema))
@@ -213,6 +217,7 @@ def test_output_records_round_trip(
 
 
 def test_topic_schemas_cover_every_avro_topic(settings: Settings) -> None:
+    """Every Avro topic has its schema; the dead-letter topic, which keeps raw bytes, has none."""
     mapping = topic_schemas(settings)
     assert sorted(mapping.values()) == sorted(SCHEMA_NAMES)
     assert settings.dead_letter_topic not in mapping
@@ -220,10 +225,13 @@ def test_topic_schemas_cover_every_avro_topic(settings: Settings) -> None:
 
 
 def test_registry_client_honours_mock_urls(settings: Settings) -> None:
+    """A `mock://` registry URL gives the in-memory registry client."""
     assert type(registry_client(settings)).__name__ == "MockSchemaRegistryClient"
 
 
 def test_decode_batch_accepts_message_objects(client: SchemaRegistryClient, encoder: EventEncoder) -> None:
+    """decode_batch reads keys and values from Kafka message objects."""
+
     class Message:
         def __init__(self, key: bytes, value: bytes) -> None:
             self._k, self._v = key, value
@@ -240,6 +248,7 @@ def test_decode_batch_accepts_message_objects(client: SchemaRegistryClient, enco
 
 
 def test_decoded_events_pass_the_core_parser(client: SchemaRegistryClient, encoder: EventEncoder) -> None:
+    """Every decoded event is one the core parser accepts."""
     core = pytest.importorskip("multichannel.parse")
     values = encoder.encode_subscription_events([*SUBSCRIPTION_EVENTS.values(), USAGE_PURCHASE])
     for decoded in event_decoder(client, "subscription").decode_values(values):
@@ -285,6 +294,7 @@ def poison(encoder: EventEncoder) -> dict[str, bytes | None]:
 def test_each_poison_kind_decodes_to_schema_mismatch(
     client: SchemaRegistryClient, encoder: EventEncoder, kind: str, says: str
 ) -> None:
+    """Each kind of poison value decodes to a SCHEMA_MISMATCH saying what is wrong."""
     [result] = event_decoder(client, "subscription").decode_values([poison(encoder)[kind]])
     assert type(result) is SchemaMismatch
     assert result.reason == "SCHEMA_MISMATCH"
@@ -292,6 +302,7 @@ def test_each_poison_kind_decodes_to_schema_mismatch(
 
 
 def test_poison_does_not_spoil_the_rest_of_the_batch(client: SchemaRegistryClient, encoder: EventEncoder) -> None:
+    """Poison values in a batch become SCHEMA_MISMATCH and the good values around them decode."""
     good = encoder.encode_subscription_events(SUBSCRIPTION_EVENTS.values())
     bad = list(poison(encoder).values())
     mixed = [v for pair in zip(good, bad, strict=False) for v in pair]
@@ -301,6 +312,7 @@ def test_poison_does_not_spoil_the_rest_of_the_batch(client: SchemaRegistryClien
 
 
 def test_decode_raises_what_decode_batch_returns(client: SchemaRegistryClient) -> None:
+    """decode raises the SchemaMismatch that decode_batch would return."""
     with pytest.raises(SchemaMismatch, match="magic byte"):
         event_decoder(client, "subscription").decode(b"\x07garbage")
 
@@ -313,6 +325,7 @@ def test_a_record_of_another_schema_is_a_schema_mismatch(client: SchemaRegistryC
 
 
 def test_a_non_avro_schema_id_is_a_schema_mismatch(client: SchemaRegistryClient) -> None:
+    """A value under a registered JSON schema is a SCHEMA_MISMATCH naming the schema type."""
     schema_id = client.register_schema("json-topic-value", Schema('{"type": "object"}', "JSON"))
     [result] = event_decoder(client, "subscription").decode_values([header(schema_id) + b"{}"])
     assert isinstance(result, SchemaMismatch)
@@ -380,6 +393,7 @@ def test_records_of_a_newer_writer_decode_to_what_we_know(client: SchemaRegistry
 
 
 def test_encoders_need_registered_schemas_unless_auto_register(client: SchemaRegistryClient) -> None:
+    """Encoders refuse unregistered schemas unless told to register them, then find the same ids."""
     with pytest.raises(SchemaNotRegisteredError, match="schemas register"):
         EventEncoder(client, subscription_topic=SUB_TOPIC, partner_topic=PARTNER_TOPIC)
     registered = EventEncoder(client, subscription_topic=SUB_TOPIC, partner_topic=PARTNER_TOPIC, auto_register=True)
@@ -389,6 +403,7 @@ def test_encoders_need_registered_schemas_unless_auto_register(client: SchemaReg
 
 
 def test_the_encoder_writes_under_its_own_schema_id_not_a_newer_latest(client: SchemaRegistryClient) -> None:
+    """An encoder writes under its own schema's id even when a newer version is latest."""
     ours = EventEncoder(client, subscription_topic=SUB_TOPIC, partner_topic=PARTNER_TOPIC, auto_register=True)
     newer = _evolved(lambda s: s["fields"].append({"name": "x", "type": "int", "default": 0, "doc": "new"}))
     newer_id = client.register_schema(subject_for(SUB_TOPIC), Schema(newer, "AVRO"))
@@ -411,6 +426,7 @@ class FailingRegistry:
 
 
 def test_an_unreachable_registry_raises_instead_of_dead_lettering(encoder: EventEncoder) -> None:
+    """An unreachable registry raises RegistryUnavailableError instead of dead-lettering good records."""
     value = encoder.encode_subscription_event(SUBSCRIPTION_EVENTS["relationship_accepted"])
     unreachable = SchemaRegistryClient({"url": "http://127.0.0.1:9", "max.retries": 0, "timeout": 2})
     with pytest.raises(RegistryUnavailableError, match="fetching schema id"):
@@ -422,6 +438,7 @@ def test_an_unreachable_registry_raises_instead_of_dead_lettering(encoder: Event
 
 
 def test_writer_schemas_are_fetched_once_per_id(client: SchemaRegistryClient, encoder: EventEncoder) -> None:
+    """Each writer schema id is fetched from the registry once, an unknown one included."""
     calls: list[int] = []
     get_schema = client.get_schema
 
@@ -446,6 +463,7 @@ class ParsedPartnerEvent:
 
 
 def test_check_key_accepts_the_payload_id() -> None:
+    """A record key equal to the payload's customer_id (partner_id on the partner topic) is accepted."""
     check_key("subscription", b"C1", SUBSCRIPTION_EVENTS["relationship_accepted"])
     check_key("subscription", "C1", SUBSCRIPTION_EVENTS["relationship_accepted"])
     check_key("partner", b"P1", PARTNER_EVENT)
@@ -464,6 +482,7 @@ def test_check_key_accepts_the_payload_id() -> None:
     ],
 )
 def test_check_key_rejects_other_keys(kind: Any, key: bytes | None, event: Any) -> None:
+    """Any other record key is a KEY_MISMATCH."""
     with pytest.raises(KeyMismatch) as caught:
         check_key(kind, key, event)
     assert caught.value.reason == "KEY_MISMATCH"

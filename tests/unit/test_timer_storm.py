@@ -113,6 +113,7 @@ def accounts(records: list[Output]) -> list[tuple[str, str]]:
 
 
 def test_a_storm_fires_in_bounded_batches_in_the_order_of_one_unbounded_fire() -> None:
+    """A timer storm fired in bounded slices emits, record for record, what one unbounded fire emits."""
     whole, whole_codec = storm(limit=None)
     unbounded = in_order(whole_codec, run(whole))
     assert len(accounts(unbounded)) == ACCOUNTS and not whole.timers_due(CLOCK)

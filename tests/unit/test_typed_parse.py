@@ -56,6 +56,7 @@ def _parsed(fields: tuple[Any, ...]) -> Any:
 @settings(max_examples=600, deadline=None)
 @given(fields=records)
 def test_an_event_made_from_typed_fields_is_the_parsers_event(fields: tuple[Any, ...]) -> None:
+    """An event built straight from typed Avro fields equals the parser's event for those fields."""
     fast = typed_subscription_event(fields)
     if fast is not None:
         assert fast == _parsed(fields)
@@ -78,6 +79,7 @@ def test_every_valid_event_of_a_generated_stream_is_made_from_its_fields() -> No
 
 
 def test_a_timestamp_the_parser_would_change_is_left_to_the_parser() -> None:
+    """A timestamp with sub-millisecond digits is left to the parser, which truncates it."""
     at = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(microseconds=1500)
     fields = ("relationship_accepted", "e1", at, "P1", "C1", *(None,) * 8)
     assert typed_subscription_event(fields) is None
