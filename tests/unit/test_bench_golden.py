@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.suite import RunResult, VariantResult, render_markdown, targets
+from benchmarks.common import RunResult, VariantResult
+from benchmarks.report import render_markdown, targets
 
 DATA = Path(__file__).parent / "data" / "bench"
 
