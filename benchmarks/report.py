@@ -21,6 +21,16 @@ def _phases_text(breakdown: dict[str, Any], at: int) -> str:
     return ", ".join(parts) + " ms" if parts else "no phase figures"
 
 
+def _check(name: str, value: float | None, goal: float, higher: bool, unit: str = "", bound: str = "") -> Target:
+    """One target's row: met or not, and for one not met by how much (and `bound`: what bounds it)."""
+    met = None if value is None else (value >= goal if higher else value <= goal)
+    note = ""
+    if met is False and value:
+        factor = goal / value if higher else value / goal
+        note = f"{factor:.2f}x short; {bound}" if bound else f"{factor:.2f}x short"
+    return (name, "n/a" if value is None else f"{value}{unit}", met, note)
+
+
 def targets(
     results: dict[str, VariantResult],
     recovery: dict[str, Any],
@@ -29,33 +39,37 @@ def targets(
     memory: dict[str, Any] | None = None,
     shapes: dict[str, Any] | None = None,
 ) -> list[Target]:
+    """The Targets table's rows: the service's rate and latency, its recovery and memory, the CSP shapes."""
+    rows = _service_targets(results, steady) + _recovery_targets(recovery, kills, memory)
+    if shapes:
+        rows += shape_targets(shapes)
+    return rows
+
+
+def _service_targets(results: dict[str, VariantResult], steady: dict[str, Any] | None) -> list[Target]:
+    """Rate against the peer and the ceiling, latency at half the maximum rate and at a steady 1,000/s."""
     rate = {name: r.median("events_per_s") for name, r in results.items()}
     rows: list[Target] = []
-
-    def check(name: str, value: float | None, goal: float, higher: bool, unit: str = "", bound: str = "") -> None:
-        met = None if value is None else (value >= goal if higher else value <= goal)
-        note = ""
-        if met is False and value:
-            factor = goal / value if higher else value / goal
-            note = f"{factor:.2f}x short; {bound}" if bound else f"{factor:.2f}x short"
-        rows.append((name, "n/a" if value is None else f"{value}{unit}", met, note))
-
     eos = results.get(EOS)
     to_ceiling = _ratio(rate.get(EOS), rate.get(CEILING))
-    check(
-        "exactly-once / Quix peer ≥ 10",
-        _ratio(rate.get(EOS), rate.get(PEER)),
-        10.0,
-        True,
-        bound=f"bound: the service's own per-event work, the ceiling: exactly-once runs at {to_ceiling} of it, "
-        "and the ceiling's time is Python per event (the profile below)",
+    rows.append(
+        _check(
+            "exactly-once / Quix peer ≥ 10",
+            _ratio(rate.get(EOS), rate.get(PEER)),
+            10.0,
+            True,
+            bound=f"bound: the service's own per-event work, the ceiling: exactly-once runs at {to_ceiling} of it, "
+            "and the ceiling's time is Python per event (the profile below)",
+        )
     )
-    check(
-        "exactly-once / ceiling (own work without Kafka) ≥ 0.75",
-        to_ceiling,
-        0.75,
-        True,
-        bound="bound: the client and transaction time per batch (see where the latency goes)",
+    rows.append(
+        _check(
+            "exactly-once / ceiling (own work without Kafka) ≥ 0.75",
+            to_ceiling,
+            0.75,
+            True,
+            bound="bound: the client and transaction time per batch (see where the latency goes)",
+        )
     )
     half = eos.latency_breakdown if eos else {}
     cpu = eos.latency_cpu if eos else {}
@@ -63,61 +77,81 @@ def targets(
         f"CPU at this rate: the service {cpu.get('variant')} cores, the broker {cpu.get('broker')}, the probe "
         f"{cpu.get('probe')}, of {os.cpu_count()}; "
     )
-    check(
-        "p99 latency ≤ 150 ms at half the maximum rate",
-        eos.latency_p99_ms if eos else None,
-        150,
-        False,
-        " ms",
-        f"bound: the batch cycle, whose phases run one after the other: the service's Python per event "
-        f"(process) and the broker's transaction round trips; {busy}p99 of the phases: {_phases_text(half, 1)}",
+    rows.append(
+        _check(
+            "p99 latency ≤ 150 ms at half the maximum rate",
+            eos.latency_p99_ms if eos else None,
+            150,
+            False,
+            " ms",
+            f"bound: the batch cycle, whose phases run one after the other: the service's Python per event "
+            f"(process) and the broker's transaction round trips; {busy}p99 of the phases: {_phases_text(half, 1)}",
+        )
     )
-    check(
-        "p50 latency ≤ 60 ms at half the maximum rate",
-        eos.latency_p50_ms if eos else None,
-        60,
-        False,
-        " ms",
-        f"bound: as for p99; p50 of the phases: {_phases_text(half, 0)}",
+    rows.append(
+        _check(
+            "p50 latency ≤ 60 ms at half the maximum rate",
+            eos.latency_p50_ms if eos else None,
+            60,
+            False,
+            " ms",
+            f"bound: as for p99; p50 of the phases: {_phases_text(half, 0)}",
+        )
     )
-    check(
-        "p99 latency ≤ 100 ms at a steady 1,000 events/s",
-        (steady or {}).get("p99_ms"),
-        100,
-        False,
-        " ms",
-        "bound: the batch cycle: a record that arrives while a batch is being committed waits for that commit "
-        "(wait), then for its own batch's commit; the broker uses "
-        f"{((steady or {}).get('cpu') or {}).get('broker')} cores at this rate; p99 of the phases: "
-        f"{_phases_text((steady or {}).get('breakdown') or {}, 1)}",
+    rows.append(
+        _check(
+            "p99 latency ≤ 100 ms at a steady 1,000 events/s",
+            (steady or {}).get("p99_ms"),
+            100,
+            False,
+            " ms",
+            "bound: the batch cycle: a record that arrives while a batch is being committed waits for that commit "
+            "(wait), then for its own batch's commit; the broker uses "
+            f"{((steady or {}).get('cpu') or {}).get('broker')} cores at this rate; p99 of the phases: "
+            f"{_phases_text((steady or {}).get('breakdown') or {}, 1)}",
+        )
     )
+    return rows
+
+
+def _recovery_targets(
+    recovery: dict[str, Any], kills: dict[str, Any] | None, memory: dict[str, Any] | None
+) -> list[Target]:
+    """The restore's rate, SIGKILL to the next decision (one instance, then three), memory per account."""
+    rows: list[Target] = []
     bare = recovery.get("changelog_consume_records_per_s")
-    check(
-        "restore ≥ 250,000 records/s",
-        recovery.get("restore_records_per_s"),
-        250_000,
-        True,
-        " records/s",
-        f"bound: the client's read of the changelog (a bare client reads {bare} records/s of the same "
-        f"changelog; the restore runs at {_ratio(recovery.get('restore_records_per_s'), bare)} of it), then, per "
-        "account kept, its record, its subscriptions' header lines, its index entries and its timers",
+    rows.append(
+        _check(
+            "restore ≥ 250,000 records/s",
+            recovery.get("restore_records_per_s"),
+            250_000,
+            True,
+            " records/s",
+            f"bound: the client's read of the changelog (a bare client reads {bare} records/s of the same "
+            f"changelog; the restore runs at {_ratio(recovery.get('restore_records_per_s'), bare)} of it), then, per "
+            "account kept, its record, its subscriptions' header lines, its index entries and its timers",
+        )
     )
-    check(
-        "SIGKILL → first decision ≤ 3 s",
-        recovery.get("sigkill_to_first_decision_s"),
-        3,
-        False,
-        " s",
-        "see where the restart's time goes",
+    rows.append(
+        _check(
+            "SIGKILL → first decision ≤ 3 s",
+            recovery.get("sigkill_to_first_decision_s"),
+            3,
+            False,
+            " s",
+            "see where the restart's time goes",
+        )
     )
-    check(
-        "memory per account held ≤ 2,048 bytes",
-        (memory or {}).get("bytes_per_account"),
-        2048,
-        False,
-        " B",
-        "bound: an account held is its state's values, compressed (see memory per account held; one in use "
-        "costs its Python objects)",
+    rows.append(
+        _check(
+            "memory per account held ≤ 2,048 bytes",
+            (memory or {}).get("bytes_per_account"),
+            2048,
+            False,
+            " B",
+            "bound: an account held is its state's values, compressed (see memory per account held; one in use "
+            "costs its Python objects)",
+        )
     )
     median, worst = (kills or {}).get("median_s"), (kills or {}).get("max_s")
     met = None if median is None or worst is None else median <= 3 and worst <= 10
@@ -129,12 +163,22 @@ def targets(
             "the restart of the killed instance (see where the restart's time goes)" if met is False else "",
         )
     )
-    if shapes:
-        rows += shape_targets(shapes)
     return rows
 
 
 def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
+    """docs/benchmarks.md from a report: the variants' table, each measurement's section, the targets, then
+    how it is measured."""
+    lines = _variants_table(report) + _recovery_section(report["recovery"])
+    lines += _latency_section(report) + _kills_section(report) + _memory_section(report)
+    if report.get("shapes"):
+        lines += render_sections(report["shapes"])
+    lines += _targets_section(report) + _closing_sections(report, chart) + _profile_section(report) + _HOW_MEASURED
+    return "\n".join(lines) + "\n"
+
+
+def _variants_table(report: dict[str, Any]) -> list[str]:
+    """The opening paragraph, one row per variant, and each variant's runs."""
     lines = [
         "# Benchmarks",
         "",
@@ -163,11 +207,16 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
             f"{v['latency_p99_ms']}" if v["latency_p99_ms"] is not None else "n/a",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    rec = report["recovery"]
     lines += [
         "",
         "Runs (events/s): "
         + "; ".join(f"{n}: {', '.join(f'{r:,.0f}' for r in v['runs'])}" for n, v in report["variants"].items()),
+    ]
+    return lines
+
+
+def _recovery_section(rec: dict[str, Any]) -> list[str]:
+    return [
         "",
         "## Recovery",
         "",
@@ -191,10 +240,10 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
             for phase, value in rec.get("breakdown", {}).items()
         ],
     ]
-    lines += _latency_section(report) + _kills_section(report) + _memory_section(report)
-    if report.get("shapes"):
-        lines += render_sections(report["shapes"])
-    lines += [
+
+
+def _targets_section(report: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Targets",
         "",
@@ -204,7 +253,12 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
     for name, value, met, note in report["targets"]:
         verdict = "n/a" if met is None else ("yes" if met else "**no**")
         lines.append(f"| {name} | {value} | {verdict} | {note} |")
-    lines += ["", "## Peer check", "", f"Quix Streams peer against the exactly-once service: {report['peer_check']}."]
+    return lines
+
+
+def _closing_sections(report: dict[str, Any], chart: Path | None) -> list[str]:
+    """The peer check, the pointers to the scale and dashboard figures, and the chart."""
+    lines = ["", "## Peer check", "", f"Quix Streams peer against the exactly-once service: {report['peer_check']}."]
     lines += [
         "",
         "## State at scale",
@@ -224,7 +278,11 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
         lines += dashboard.splitlines()
     if chart is not None:
         lines += ["", f"![throughput and latency per variant]({chart.name})"]
-    lines += [
+    return lines
+
+
+def _profile_section(report: dict[str, Any]) -> list[str]:
+    return [
         "",
         "## Where the exactly-once service spends its time",
         "",
@@ -235,33 +293,36 @@ def render_markdown(report: dict[str, Any], chart: Path | None) -> str:
         report["profile"].rstrip(),
         "```",
         "",
-        "## How it is measured",
-        "",
-        "- Every variant reads the same pre-produced input topic with a consumer group of its own. Throughput is "
-        "the group's committed offsets between the first and the last commit, sampled every 100 ms from "
-        "outside the process; CPU time and peak RSS (VmHWM) are read from /proc. Bytes per account is peak RSS "
-        "minus RSS at the first commit, divided by the accounts. Before the measured runs, the passthrough and "
-        "the exactly-once service each read the input once, unmeasured: without that warm-up of the broker "
-        "(its JIT compiler, the page cache), the first runs of every variant were slower than the later ones.",
-        "- The passthrough consumes batches of 2,000, produces the same bytes with `produce_batch` and commits "
-        "offsets asynchronously: no decoding, no state, no transactions.",
-        "- The peer is a Quix Streams application (`benchmarks/peer_quix.py`, exactly-once, RocksDB state "
-        "with changelog topics, Avro through the registry, its default 5 s commit interval) in its own virtual "
-        "environment, with the same pure rule core. Its decisions are checked equal to ours per subscription.",
-        "- The ceiling is the service's own per-event work with Kafka taken away (`benchmarks/ceiling.py`): the "
-        "same input values in memory, then batch by batch the service's codec and engine: decode, validate, "
-        "classify, encode decisions, statuses and changed account states. No client, broker or transaction.",
-        "- Latency: a fresh input topic, events produced at half the variant's median rate (and, for the "
-        "exactly-once service, at a steady 1,000 events/s), each timed from produce to the first decision it "
-        "caused as seen by a `read_committed` consumer (passthrough: its copy). The probe's producer lingers "
-        "1 ms and its reader fetches with `fetch.wait.max.ms` 5, so neither holds records back; at the "
-        "passthrough's half rate (hundreds of thousands per second) the probe's own Python loop, which sends "
-        "and decodes every record, is the bound, and its figures say so rather than the passthrough's.",
-        "- Repeated SIGKILLs, memory per account held, changelog bytes per input event, the big account and "
-        "the month-end storm: see their sections above (`benchmarks/shapes.py` for the last three; "
-        "`python -m benchmarks.shapes --quick` runs them alone at small sizes).",
     ]
-    return "\n".join(lines) + "\n"
+
+
+_HOW_MEASURED = [
+    "## How it is measured",
+    "",
+    "- Every variant reads the same pre-produced input topic with a consumer group of its own. Throughput is "
+    "the group's committed offsets between the first and the last commit, sampled every 100 ms from "
+    "outside the process; CPU time and peak RSS (VmHWM) are read from /proc. Bytes per account is peak RSS "
+    "minus RSS at the first commit, divided by the accounts. Before the measured runs, the passthrough and "
+    "the exactly-once service each read the input once, unmeasured: without that warm-up of the broker "
+    "(its JIT compiler, the page cache), the first runs of every variant were slower than the later ones.",
+    "- The passthrough consumes batches of 2,000, produces the same bytes with `produce_batch` and commits "
+    "offsets asynchronously: no decoding, no state, no transactions.",
+    "- The peer is a Quix Streams application (`benchmarks/peer_quix.py`, exactly-once, RocksDB state "
+    "with changelog topics, Avro through the registry, its default 5 s commit interval) in its own virtual "
+    "environment, with the same pure rule core. Its decisions are checked equal to ours per subscription.",
+    "- The ceiling is the service's own per-event work with Kafka taken away (`benchmarks/ceiling.py`): the "
+    "same input values in memory, then batch by batch the service's codec and engine: decode, validate, "
+    "classify, encode decisions, statuses and changed account states. No client, broker or transaction.",
+    "- Latency: a fresh input topic, events produced at half the variant's median rate (and, for the "
+    "exactly-once service, at a steady 1,000 events/s), each timed from produce to the first decision it "
+    "caused as seen by a `read_committed` consumer (passthrough: its copy). The probe's producer lingers "
+    "1 ms and its reader fetches with `fetch.wait.max.ms` 5, so neither holds records back; at the "
+    "passthrough's half rate (hundreds of thousands per second) the probe's own Python loop, which sends "
+    "and decodes every record, is the bound, and its figures say so rather than the passthrough's.",
+    "- Repeated SIGKILLs, memory per account held, changelog bytes per input event, the big account and "
+    "the month-end storm: see their sections above (`benchmarks/shapes.py` for the last three; "
+    "`python -m benchmarks.shapes --quick` runs them alone at small sizes).",
+]
 
 
 def _realistic_sentence(report: dict[str, Any]) -> str:
