@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+from benchmarks.chart import render_chart
 from benchmarks.common import CEILING, EOS, PASSTHROUGH, PEER, PHASES, REALISTIC_EOS, Target, VariantResult
 from benchmarks.shape_report import render_sections, shape_targets
 
@@ -426,3 +428,15 @@ def _memory_section(report: dict[str, Any]) -> list[str]:
     ]
     lines += [f"| `{site}` | {size:,.0f} |" for site, size in memory["sites"]]
     return lines
+
+
+def write_report(report: dict[str, Any], docs_dir: Path) -> None:
+    """benchmarks.json, .png and .md under `docs_dir`, with the dashboard's own figures (measured by make
+    bench-dashboard) when docs_dir has them."""
+    dashboard = docs_dir / "dashboard-benchmarks.md"
+    if dashboard.exists():  # the dashboard's own figures, measured by make bench-dashboard
+        report["dashboard"] = dashboard.read_text().split("\n", 1)[1].replace("\n## ", "\n### ").strip()
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    (docs_dir / "benchmarks.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    chart = render_chart(report, docs_dir / "benchmarks.png")
+    (docs_dir / "benchmarks.md").write_text(render_markdown(report, chart))

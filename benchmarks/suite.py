@@ -6,25 +6,26 @@ topics of its own. Throughput comes from the group's committed offsets, sampled 
 process (first to last commit); CPU time and peak RSS from /proc. Latency is measured in a second,
 paced run at half the variant's median rate: the time from producing an event to seeing its
 decision (for the passthrough: its copy) with a read_committed consumer.
+
+This module is the driver: it runs the measurements of the other modules of `benchmarks` in the order
+of the report's sections, and `benchmarks.report` writes the report.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from benchmarks.ceiling import measure_ceiling, measure_state_memory
-from benchmarks.chart import render_chart
 from benchmarks.common import (
     ALOS,
     CEILING,
@@ -36,6 +37,7 @@ from benchmarks.common import (
     BenchOptions,
     RunResult,
     VariantResult,
+    Workload,
     console,
     last_error_line,
     slug,
@@ -45,7 +47,7 @@ from benchmarks.latency import measure_latency
 from benchmarks.peer_check import compare_decisions, read_decisions
 from benchmarks.profiling import profile_service
 from benchmarks.recovery import measure_recovery
-from benchmarks.report import render_markdown, targets
+from benchmarks.report import targets, write_report
 from benchmarks.shapes import run_shapes
 from benchmarks.throughput import measure_throughput
 from benchmarks.variants import Launch, Variants, drop_topics, peer_python
@@ -56,10 +58,73 @@ from consumers.serde import Decoder
 from consumers.topics import ensure_topics
 from schemas import SUBSCRIPTION_DECISION, SUBSCRIPTION_EVENT
 
+Starter = Callable[[str, str], Launch]
+"""Starts one run of a variant: (run label, input topic) -> its launch."""
+
+
+@dataclass
+class _Bench:
+    """One comparison's shared state: its settings, input, variants, the results so far, and its progress bar."""
+
+    s: Settings
+    opts: BenchOptions
+    tag: str
+    input_topic: str
+    workload: Workload
+    total: int
+    variants: Variants
+    starters: dict[str, Starter]
+    results: dict[str, VariantResult]
+    sub_decoder: Decoder
+    dec_decoder: Decoder
+    realistic: tuple[str, int, Starter] | None = None
+    realistic_info: dict[str, Any] | None = None
+    decision_topics: dict[str, str] = field(default_factory=dict)
+    bar: tuple[Progress, TaskID] | None = None
+    """The progress bar and its task, while the measurements run."""
+
+    def event_ids(self, values: list[bytes]) -> list[str | None]:
+        return [r["event_id"] if isinstance(r, dict) else None for r in self.sub_decoder.decode_values(values)]
+
+    def causes(self, values: list[bytes]) -> list[str | None]:
+        return [
+            r["caused_by_event_id"] if isinstance(r, dict) else None for r in self.dec_decoder.decode_values(values)
+        ]
+
+    def steps(self) -> int:
+        """The progress bar's steps: every throughput run, every latency run, and one per later section."""
+        realistic = self.realistic is not None
+        return self.opts.runs * (len(self.starters) + realistic) + len(self.starters) + 5 + realistic
+
+    def step(self, description: str) -> None:
+        assert self.bar is not None
+        self.bar[0].update(self.bar[1], description=description)
+
+    def advance(self) -> None:
+        assert self.bar is not None
+        self.bar[0].advance(self.bar[1])
+
 
 def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any]:
     """The whole comparison; writes the JSON, Markdown and PNG and returns the report."""
     started = time.monotonic()
+    bench = _prepare(settings, opts, uv)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        bench.bar = progress, progress.add_task("benchmark", total=bench.steps())
+        sections = _measure(bench)
+    report = _report(bench, sections, started)
+    write_report(report, opts.docs_dir)
+    return report
+
+
+def _prepare(settings: Settings, opts: BenchOptions, uv: Path) -> _Bench:
+    """The input and partner topics, the workload published to them, the peer's virtualenv, the variants."""
     s = settings.model_copy(update={"input_partitions": opts.partitions, "output_partitions": opts.partitions})
     tag = uuid.uuid4().hex[:6]
     input_topic, partner_topic = f"bench-{tag}-subscriptions", f"bench-{tag}-partners"
@@ -80,206 +145,266 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
     )
     python = peer_python(opts, uv) if opts.peer else None
     variants = Variants(s, opts, python)
-    starters: dict[str, Callable[[str, str], Launch]] = {
+    starters: dict[str, Starter] = {
         PASSTHROUGH: variants.passthrough,
         ALOS: lambda label, topic: variants.service(label, topic, "at_least_once")[0],
         EOS: lambda label, topic: variants.service(label, topic, "exactly_once_v2")[0],
     }
     if python is not None:
         starters[PEER] = variants.peer
-    results = {name: VariantResult(name) for name in [*starters, CEILING]}
-    decision_topics: dict[str, str] = {}
-    sub_decoder = Decoder(registry_client(s), SUBSCRIPTION_EVENT)
-    dec_decoder = Decoder(registry_client(s), SUBSCRIPTION_DECISION)
-
-    def event_ids(values: list[bytes]) -> list[str | None]:
-        return [r["event_id"] if isinstance(r, dict) else None for r in sub_decoder.decode_values(values)]
-
-    def causes(values: list[bytes]) -> list[str | None]:
-        return [r["caused_by_event_id"] if isinstance(r, dict) else None for r in dec_decoder.decode_values(values)]
-
-    realistic: tuple[str, int, Callable[[str, str], Launch]] | None = None
-    realistic_info: dict[str, Any] | None = None
+    bench = _Bench(
+        s,
+        opts,
+        tag,
+        input_topic,
+        workload,
+        total,
+        variants,
+        starters,
+        {name: VariantResult(name) for name in [*starters, CEILING]},
+        Decoder(registry_client(s), SUBSCRIPTION_EVENT),
+        Decoder(registry_client(s), SUBSCRIPTION_DECISION),
+    )
     if opts.shapes is not None:
         with console.status("generating and publishing the realistic workload…"):
-            realistic, realistic_info = _publish_realistic(s, opts, variants, tag)
-        results[REALISTIC_EOS] = VariantResult(REALISTIC_EOS)
-    steps = opts.runs * (len(starters) + (realistic is not None)) + len(starters) + 5 + (realistic is not None)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("benchmark", total=steps)
-        # An unmeasured pass first: the broker's JIT compiler and the page cache warm up over the first runs
-        # (rates rose run after run for every variant without it), and no variant should pay for that.
-        progress.update(task, description="warming up the broker (not measured)")
-        for name in (PASSTHROUGH, EOS):
-            label = f"{tag}-warmup-{slug(name)}"
-            measure_throughput(s, starters[name](label, input_topic), input_topic, total, None, 1800)
-            drop_topics(s, label)
-        for run in range(opts.runs):
-            for name, start in starters.items():
-                label = f"{tag}-{slug(name)}-{run}"
-                progress.update(task, description=f"{name}, run {run + 1}/{opts.runs}")
-                launch = start(label, input_topic)
-                decision_topics.setdefault(name, launch.decision_topic)
-                accounts = None if name == PASSTHROUGH else len(workload.accounts)
-                result = measure_throughput(s, launch, input_topic, total, accounts, 1800)
-                results[name].runs.append(result)
-                console.print(f"  {name} run {run + 1}: {result.events_per_s:,.0f} events/s")
-                if run > 0:  # the first run's outputs serve the peer check and the recovery
-                    drop_topics(s, label)
-                progress.advance(task)
-            if realistic is not None and realistic_info is not None and "error" not in realistic_info:
-                topic, events, start_realistic = realistic
-                label = f"{tag}-realistic-{run}"
-                progress.update(task, description=f"{REALISTIC_EOS}, run {run + 1}/{opts.runs}")
-                try:
-                    result = measure_throughput(s, start_realistic(label, topic), topic, events, None, 1800)
-                except BenchError as exc:  # the row says why (e.g. an account the service cannot write)
-                    realistic_info["error"] = f"{exc} ({last_error_line(variants.run_dir / f'{label}.log')})"
-                    console.print(f"  [yellow]{REALISTIC_EOS} run {run + 1} failed: {realistic_info['error']}[/yellow]")
-                else:
-                    results[REALISTIC_EOS].runs.append(result)
-                    console.print(f"  {REALISTIC_EOS} run {run + 1}: {result.events_per_s:,.0f} events/s")
-                drop_topics(s, label)
-                progress.advance(task)
-        progress.update(task, description=CEILING)
-        ceiling_settings = variants._topics(f"{tag}-ceiling").model_copy(update={"auto_register_schemas": True})
-        for run in range(opts.runs):
-            ceiling = measure_ceiling(
-                ceiling_settings,
-                workload.partner_messages,
-                [(k, v) for _e, k, v in workload.account_messages],
-                ceiling_settings.batch_size,
-            )
-            results[CEILING].runs.append(RunResult(ceiling.events_per_s, ceiling.seconds, 0.0, 0.0, None))
-            console.print(f"  {CEILING} run {run + 1}: {ceiling.events_per_s:,.0f} events/s")
-        progress.advance(task)
-        peer_check = "not run (--no-peer)"
-        if PEER in decision_topics:
-            progress.update(task, description="checking the peer's decisions against ours")
-            ours = read_decisions(s, decision_topics[EOS])
-            peer_check = compare_decisions(ours, read_decisions(s, decision_topics[PEER]))
-            console.print(f"  peer check: {peer_check}")
-        for name, start in starters.items():
-            progress.update(task, description=f"{name}, latency")
-            rate = (results[name].median("events_per_s") or 1000) / 2
-            label = f"{tag}-{slug(name)}-latency"
-            latency = measure_latency(
-                s,
-                lambda topic, label=label, start=start: start(label, topic),  # type: ignore[misc]
-                label,
-                workload,
-                rate,
-                opts.latency_seconds,
-                event_ids if name == PASSTHROUGH else causes,
-            )
-            r = results[name]
-            r.latency_rate, r.latency_p50_ms, r.latency_p99_ms = round(rate), latency.p50_ms, latency.p99_ms
-            r.latency_samples, r.latency_breakdown = latency.samples, latency.breakdown
-            r.latency_cpu = latency.cpu
-            drop_topics(s, label, f"bench-{label}-input")
-            console.print(
-                f"  {name} latency at {rate:,.0f}/s: p50 {latency.p50_ms} ms, p99 {latency.p99_ms} ms "
-                f"({latency.samples} samples); phases {latency.breakdown}"
-            )
-            progress.advance(task)
-        progress.update(task, description=f"{EOS}, latency at a steady 1,000 events/s")
-        label = f"{tag}-{slug(EOS)}-steady"
-        at_1000 = measure_latency(
-            s,
-            lambda topic: variants.service(label, topic, "exactly_once_v2")[0],
-            label,
-            workload,
-            1000.0,
-            opts.latency_seconds,
-            causes,
-        )
-        steady = {"rate": 1000, **asdict(at_1000)}
-        console.print(f"  steady 1,000/s: p50 {at_1000.p50_ms} ms, p99 {at_1000.p99_ms} ms; {at_1000.breakdown}")
-        progress.advance(task)
-        progress.update(task, description="recovery")
-        recovery = measure_recovery(variants, s, f"{tag}-{slug(EOS)}-0", input_topic, workload)
-        console.print(f"  recovery: {recovery}")
-        progress.update(task, description="repeated SIGKILLs, three instances")
-        kills = measure_repeated_kills(variants, s, f"{tag}-kills", workload, opts.kills, opts.seed)
-        console.print(f"  repeated kills: {kills}")
-        progress.advance(task)
-        shapes: dict[str, Any] | None = None
-        if opts.shapes is not None:
-            progress.update(task, description="CSP data shapes: big accounts, month-end storm")
-            try:
-                shapes = run_shapes(variants, s, tag, opts.shapes)
-            except BenchError as exc:  # the report says so; the sections after it still run
-                shapes = {"error": str(exc)}
-            console.print(f"  shapes: {shapes}")
-            progress.advance(task)
-        progress.update(task, description="memory per account held")
-        held = measure_state_memory(
-            ceiling_settings, workload.partner_messages, [(k, v) for _e, k, v in workload.account_messages]
-        )
-        memory = asdict(held)
-        console.print(
-            f"  state memory: {held.bytes_per_account:,.0f} B per account held, "
-            f"{held.in_use_bytes_per_account:,.0f} B in use"
-        )
-        progress.advance(task)
-        progress.update(task, description="profile of the exactly-once service")
-        profile, profile_path = profile_service(variants, input_topic, opts.profile_seconds)
-        progress.advance(task)
+            bench.realistic, bench.realistic_info = _publish_realistic(s, opts, variants, tag)
+        bench.results[REALISTIC_EOS] = VariantResult(REALISTIC_EOS)
+    return bench
 
+
+def _measure(bench: _Bench) -> dict[str, Any]:
+    """Every measurement, in the order of the report's sections; returns the sections' figures."""
+    # An unmeasured pass first: the broker's JIT compiler and the page cache warm up over the first runs
+    # (rates rose run after run for every variant without it), and no variant should pay for that.
+    bench.step("warming up the broker (not measured)")
+    for name in (PASSTHROUGH, EOS):
+        label = f"{bench.tag}-warmup-{slug(name)}"
+        topic = bench.input_topic
+        measure_throughput(bench.s, bench.starters[name](label, topic), topic, bench.total, None, 1800)
+        drop_topics(bench.s, label)
+    for run in range(bench.opts.runs):
+        _throughput_runs(bench, run)
+        _realistic_run(bench, run)
+    ceiling_settings = _ceiling_runs(bench)
+    sections: dict[str, Any] = {"peer_check": _peer_check(bench)}
+    _latency_runs(bench)
+    sections["steady_latency"] = _steady_latency(bench)
+    bench.step("recovery")
+    sections["recovery"] = measure_recovery(
+        bench.variants, bench.s, f"{bench.tag}-{slug(EOS)}-0", bench.input_topic, bench.workload
+    )
+    console.print(f"  recovery: {sections['recovery']}")
+    bench.step("repeated SIGKILLs, three instances")
+    kills = measure_repeated_kills(
+        bench.variants, bench.s, f"{bench.tag}-kills", bench.workload, bench.opts.kills, bench.opts.seed
+    )
+    sections["repeated_kills"] = kills
+    console.print(f"  repeated kills: {kills}")
+    bench.advance()
+    sections["shapes"] = _shapes(bench)
+    sections["state_memory"] = _state_memory(bench, ceiling_settings)
+    bench.step("profile of the exactly-once service")
+    sections["profile"], sections["profile_path"] = profile_service(
+        bench.variants, bench.input_topic, bench.opts.profile_seconds
+    )
+    bench.advance()
+    return sections
+
+
+def _throughput_runs(bench: _Bench, run: int) -> None:
+    """Run `run` of every variant over the shared input; the first run's outputs are kept for the peer
+    check and the recovery, the later runs' topics dropped."""
+    for name, start in bench.starters.items():
+        label = f"{bench.tag}-{slug(name)}-{run}"
+        bench.step(f"{name}, run {run + 1}/{bench.opts.runs}")
+        launch = start(label, bench.input_topic)
+        bench.decision_topics.setdefault(name, launch.decision_topic)
+        accounts = None if name == PASSTHROUGH else len(bench.workload.accounts)
+        result = measure_throughput(bench.s, launch, bench.input_topic, bench.total, accounts, 1800)
+        bench.results[name].runs.append(result)
+        console.print(f"  {name} run {run + 1}: {result.events_per_s:,.0f} events/s")
+        if run > 0:  # the first run's outputs serve the peer check and the recovery
+            drop_topics(bench.s, label)
+        bench.advance()
+
+
+def _realistic_run(bench: _Bench, run: int) -> None:
+    """Run `run` of the exactly-once service on the realistic workload; a failure ends these runs, and the
+    row says why (e.g. an account the service cannot write)."""
+    info = bench.realistic_info
+    if bench.realistic is None or info is None or "error" in info:
+        return
+    topic, events, start_realistic = bench.realistic
+    label = f"{bench.tag}-realistic-{run}"
+    bench.step(f"{REALISTIC_EOS}, run {run + 1}/{bench.opts.runs}")
+    try:
+        result = measure_throughput(bench.s, start_realistic(label, topic), topic, events, None, 1800)
+    except BenchError as exc:  # the row says why (e.g. an account the service cannot write)
+        info["error"] = f"{exc} ({last_error_line(bench.variants.run_dir / f'{label}.log')})"
+        console.print(f"  [yellow]{REALISTIC_EOS} run {run + 1} failed: {info['error']}[/yellow]")
+    else:
+        bench.results[REALISTIC_EOS].runs.append(result)
+        console.print(f"  {REALISTIC_EOS} run {run + 1}: {result.events_per_s:,.0f} events/s")
+    drop_topics(bench.s, label)
+    bench.advance()
+
+
+def _ceiling_runs(bench: _Bench) -> Settings:
+    """The service's own work without Kafka, once per run; returns the settings it ran with."""
+    bench.step(CEILING)
+    ceiling_settings = bench.variants._topics(f"{bench.tag}-ceiling").model_copy(update={"auto_register_schemas": True})
+    workload = bench.workload
+    for run in range(bench.opts.runs):
+        ceiling = measure_ceiling(
+            ceiling_settings,
+            workload.partner_messages,
+            [(k, v) for _e, k, v in workload.account_messages],
+            ceiling_settings.batch_size,
+        )
+        bench.results[CEILING].runs.append(RunResult(ceiling.events_per_s, ceiling.seconds, 0.0, 0.0, None))
+        console.print(f"  {CEILING} run {run + 1}: {ceiling.events_per_s:,.0f} events/s")
+    bench.advance()
+    return ceiling_settings
+
+
+def _peer_check(bench: _Bench) -> str:
+    """The peer's decisions against the exactly-once service's, from their first runs."""
+    if PEER not in bench.decision_topics:
+        return "not run (--no-peer)"
+    bench.step("checking the peer's decisions against ours")
+    ours = read_decisions(bench.s, bench.decision_topics[EOS])
+    peer_check = compare_decisions(ours, read_decisions(bench.s, bench.decision_topics[PEER]))
+    console.print(f"  peer check: {peer_check}")
+    return peer_check
+
+
+def _latency_runs(bench: _Bench) -> None:
+    """Each variant's latency at half its median rate, into its results."""
+    for name, start in bench.starters.items():
+        bench.step(f"{name}, latency")
+        rate = (bench.results[name].median("events_per_s") or 1000) / 2
+        label = f"{bench.tag}-{slug(name)}-latency"
+        latency = measure_latency(
+            bench.s,
+            lambda topic, label=label, start=start: start(label, topic),  # type: ignore[misc]
+            label,
+            bench.workload,
+            rate,
+            bench.opts.latency_seconds,
+            bench.event_ids if name == PASSTHROUGH else bench.causes,
+        )
+        r = bench.results[name]
+        r.latency_rate, r.latency_p50_ms, r.latency_p99_ms = round(rate), latency.p50_ms, latency.p99_ms
+        r.latency_samples, r.latency_breakdown = latency.samples, latency.breakdown
+        r.latency_cpu = latency.cpu
+        drop_topics(bench.s, label, f"bench-{label}-input")
+        console.print(
+            f"  {name} latency at {rate:,.0f}/s: p50 {latency.p50_ms} ms, p99 {latency.p99_ms} ms "
+            f"({latency.samples} samples); phases {latency.breakdown}"
+        )
+        bench.advance()
+
+
+def _steady_latency(bench: _Bench) -> dict[str, Any]:
+    """The exactly-once service's latency at a steady 1,000 events/s."""
+    bench.step(f"{EOS}, latency at a steady 1,000 events/s")
+    label = f"{bench.tag}-{slug(EOS)}-steady"
+    at_1000 = measure_latency(
+        bench.s,
+        lambda topic: bench.variants.service(label, topic, "exactly_once_v2")[0],
+        label,
+        bench.workload,
+        1000.0,
+        bench.opts.latency_seconds,
+        bench.causes,
+    )
+    console.print(f"  steady 1,000/s: p50 {at_1000.p50_ms} ms, p99 {at_1000.p99_ms} ms; {at_1000.breakdown}")
+    bench.advance()
+    return {"rate": 1000, **asdict(at_1000)}
+
+
+def _shapes(bench: _Bench) -> dict[str, Any] | None:
+    """The CSP data shape sections (None when left out); a failure is reported and the later sections run."""
+    if bench.opts.shapes is None:
+        return None
+    bench.step("CSP data shapes: big accounts, month-end storm")
+    try:
+        shapes = run_shapes(bench.variants, bench.s, bench.tag, bench.opts.shapes)
+    except BenchError as exc:  # the report says so; the sections after it still run
+        shapes = {"error": str(exc)}
+    console.print(f"  shapes: {shapes}")
+    bench.advance()
+    return shapes
+
+
+def _state_memory(bench: _Bench, ceiling_settings: Settings) -> dict[str, Any]:
+    """Memory per account held, traced in a pass of its own over the workload."""
+    bench.step("memory per account held")
+    workload = bench.workload
+    held = measure_state_memory(
+        ceiling_settings, workload.partner_messages, [(k, v) for _e, k, v in workload.account_messages]
+    )
+    console.print(
+        f"  state memory: {held.bytes_per_account:,.0f} B per account held, "
+        f"{held.in_use_bytes_per_account:,.0f} B in use"
+    )
+    bench.advance()
+    return asdict(held)
+
+
+def _report(bench: _Bench, sections: dict[str, Any], started: float) -> dict[str, Any]:
+    """The report's JSON: the run's facts, each variant's medians and runs, each section, the targets."""
+    results = bench.results
     report: dict[str, Any] = {
         "date": datetime.now(UTC).date().isoformat(),
         "cores": os.cpu_count(),
         "python": sys.version.split()[0],
         "kafka": "4.3.1",
-        "events": total,
-        "accounts": len(workload.accounts),
-        "partner_events": len(workload.partner_messages),
-        "partitions": opts.partitions,
-        "runs": opts.runs,
-        "variants": {
-            name: {
-                "events_per_s": r.median("events_per_s"),
-                "cpu_s_per_1k": r.median("cpu_s_per_1k"),
-                "peak_rss_mb": r.median("peak_rss_mb"),
-                "bytes_per_account": r.median("bytes_per_account"),
-                "latency_rate": r.latency_rate,
-                "latency_p50_ms": r.latency_p50_ms,
-                "latency_p99_ms": r.latency_p99_ms,
-                "latency_samples": r.latency_samples,
-                "latency_breakdown": r.latency_breakdown,
-                "latency_cpu": r.latency_cpu,
-                "runs": [x.events_per_s for x in r.runs],
-                "run_details": [asdict(x) for x in r.runs],
-            }
-            for name, r in results.items()
-        },
-        "recovery": recovery,
-        "steady_latency": steady,
-        "repeated_kills": kills,
-        "state_memory": memory,
-        "shapes": shapes,
-        "realistic_workload": realistic_info,
-        "peer_check": peer_check,
-        "profile_seconds": opts.profile_seconds,
-        "profile": profile,
-        "profile_file": str(profile_path),
+        "events": bench.total,
+        "accounts": len(bench.workload.accounts),
+        "partner_events": len(bench.workload.partner_messages),
+        "partitions": bench.opts.partitions,
+        "runs": bench.opts.runs,
+        "variants": {name: _variant_json(r) for name, r in results.items()},
+        "recovery": sections["recovery"],
+        "steady_latency": sections["steady_latency"],
+        "repeated_kills": sections["repeated_kills"],
+        "state_memory": sections["state_memory"],
+        "shapes": sections["shapes"],
+        "realistic_workload": bench.realistic_info,
+        "peer_check": sections["peer_check"],
+        "profile_seconds": bench.opts.profile_seconds,
+        "profile": sections["profile"],
+        "profile_file": str(sections["profile_path"]),
         "wall_seconds": round(time.monotonic() - started),
     }
-    report["targets"] = targets(results, recovery, steady, kills, memory, shapes)
-    dashboard = opts.docs_dir / "dashboard-benchmarks.md"
-    if dashboard.exists():  # the dashboard's own figures, measured by make bench-dashboard
-        report["dashboard"] = dashboard.read_text().split("\n", 1)[1].replace("\n## ", "\n### ").strip()
-    opts.docs_dir.mkdir(parents=True, exist_ok=True)
-    (opts.docs_dir / "benchmarks.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    chart = render_chart(report, opts.docs_dir / "benchmarks.png")
-    (opts.docs_dir / "benchmarks.md").write_text(render_markdown(report, chart))
+    report["targets"] = targets(
+        results,
+        sections["recovery"],
+        sections["steady_latency"],
+        sections["repeated_kills"],
+        sections["state_memory"],
+        sections["shapes"],
+    )
     return report
+
+
+def _variant_json(r: VariantResult) -> dict[str, Any]:
+    """One variant's row of the report: the medians of its runs, its latency run, and every run."""
+    return {
+        "events_per_s": r.median("events_per_s"),
+        "cpu_s_per_1k": r.median("cpu_s_per_1k"),
+        "peak_rss_mb": r.median("peak_rss_mb"),
+        "bytes_per_account": r.median("bytes_per_account"),
+        "latency_rate": r.latency_rate,
+        "latency_p50_ms": r.latency_p50_ms,
+        "latency_p99_ms": r.latency_p99_ms,
+        "latency_samples": r.latency_samples,
+        "latency_breakdown": r.latency_breakdown,
+        "latency_cpu": r.latency_cpu,
+        "runs": [x.events_per_s for x in r.runs],
+        "run_details": [asdict(x) for x in r.runs],
+    }
 
 
 def _publish_realistic(
