@@ -90,24 +90,26 @@ class CpuMeter:
                 self.cores[name] = round((after[name] - before[name]) / wall, 2)
 
 
-def measure_latency(
-    settings: Settings,
-    start: Callable[[str], Launch],
-    label: str,
-    workload: Workload,
-    rate: float,
-    seconds: float,
-    decode_cause: Callable[[list[bytes]], list[str | None]],
-) -> LatencyResult:
-    """Produce at `rate` events/s into a fresh topic and time each event to its first output.
+@dataclass
+class _Probe:
+    """The latency probe's two halves, closures over its clients (the paced loop calls them thousands of times
+    a second), and what they record: each event's send time, each cause's first output, and how long each
+    output took from its write to its read."""
 
-    The probe sends from one thread and reads in the gaps (`read(0.002)`); at rates far above the
-    service's (the passthrough's half rate) its own Python loop is the bound, which the `visible` column
-    shows apart from the send-to-output figure."""
-    topic = f"bench-{label}-input"
-    ensure_topics(settings.kafka_client_config(), {topic: (settings.input_partitions, "delete")}, 1)
-    launch = start(topic)
-    producer, reader = probe_clients(settings, launch.decision_topic, "earliest")
+    send: Callable[[int], None]
+    read: Callable[[float], None]
+    sent: dict[str, float]
+    seen: dict[str, float]
+    visible: list[float]
+
+
+def _latency_probe(
+    producer: Producer,
+    reader: Consumer,
+    topic: str,
+    workload: Workload,
+    decode_cause: Callable[[list[bytes]], list[str | None]],
+) -> _Probe:
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
     visible: list[float] = []
@@ -128,6 +130,28 @@ def measure_latency(
                 seen[cause] = now
                 visible.append(wall_ms - m.timestamp()[1])
 
+    return _Probe(send, read, sent, seen, visible)
+
+
+def measure_latency(
+    settings: Settings,
+    start: Callable[[str], Launch],
+    label: str,
+    workload: Workload,
+    rate: float,
+    seconds: float,
+    decode_cause: Callable[[list[bytes]], list[str | None]],
+) -> LatencyResult:
+    """Produce at `rate` events/s into a fresh topic and time each event to its first output.
+
+    The probe sends from one thread and reads in the gaps (`read(0.002)`); at rates far above the
+    service's (the passthrough's half rate) its own Python loop is the bound, which the `visible` column
+    shows apart from the send-to-output figure."""
+    topic = f"bench-{label}-input"
+    ensure_topics(settings.kafka_client_config(), {topic: (settings.input_partitions, "delete")}, 1)
+    launch = start(topic)
+    producer, reader = probe_clients(settings, launch.decision_topic, "earliest")
+    probe = _latency_probe(producer, reader, topic, workload, decode_cause)
     measured_from = 0
     phases: dict[str, tuple[float | None, float | None]] = {}
     cores: dict[str, float | None] = {}
@@ -135,54 +159,63 @@ def measure_latency(
         with running(launch) as proc:
             # Prime: a trickle until the first output shows the variant is up and assigned.
             deadline = time.monotonic() + 120
-            while not seen:
+            while not probe.seen:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise BenchError(f"{label}: no output while priming; see {launch.log}")
-                send(1)
-                read(0.2)
-            measured_from, primed = len(sent), len(visible)
+                probe.send(1)
+                probe.read(0.2)
+            measured_from, primed = len(probe.sent), len(probe.visible)
             baseline = _batch_phases(launch.log)
             meter = CpuMeter(
                 {"variant": psutil.Process(proc.pid), "broker": _broker_process(), "probe": psutil.Process()}
             )
-            # The probe's own garbage collector must not pause it: a full collection over the bench's heap (the
-            # workload, the results so far) takes hundreds of ms, and every record in flight would count it.
-            gc.collect()
-            gc.freeze()
-            gc.disable()
-            meter.start()  # the paced part only: not the priming, not the drain
-            began = time.monotonic()
-            total = min(int(rate * seconds), len(workload.account_messages) - measured_from)
-            done = 0
-            try:
-                while done < total:
-                    due = min(total, int((time.monotonic() - began) * rate)) - done
-                    if due > 0:
-                        send(due)
-                        done += due
-                    read(0.002)
-                meter.stop()
-                cores = meter.cores
-                drain_until = time.monotonic() + 15
-                while time.monotonic() < drain_until and len(seen) < len(sent) * 0.5:
-                    read(0.2)
-                settle = time.monotonic() + 3
-                while time.monotonic() < settle:
-                    read(0.2)
-            finally:
-                gc.enable()
+            cores = _paced(probe, meter, rate, seconds, len(workload.account_messages) - measured_from)
             phases = _phase_quantiles(baseline, _batch_phases(launch.log))
     finally:
         reader.close()
         producer.flush(10)
-    measured = list(sent)[measured_from:]
-    lat = sorted((seen[e] - sent[e]) * 1000 for e in measured if e in seen)
-    shown = sorted(visible[primed:])
+    measured = list(probe.sent)[measured_from:]
+    lat = sorted((probe.seen[e] - probe.sent[e]) * 1000 for e in measured if e in probe.seen)
+    shown = sorted(probe.visible[primed:])
     if shown:
         phases["visible"] = (round(_pct(shown, 50), 1), round(_pct(shown, 99), 1))
     if not lat:
         return LatencyResult(None, None, 0, phases, cores)
     return LatencyResult(round(_pct(lat, 50), 1), round(_pct(lat, 99), 1), len(lat), phases, cores)
+
+
+def _paced(probe: _Probe, meter: CpuMeter, rate: float, seconds: float, left: int) -> dict[str, float | None]:
+    """The paced part: `rate` events/s for `seconds` (at most the `left` events of the workload), reading in
+    the gaps, then a drain until half the events are answered (at most 15 s) and 3 s more. Returns the cores
+    busy over the paced part."""
+    send, read, sent, seen = probe.send, probe.read, probe.sent, probe.seen
+    # The probe's own garbage collector must not pause it: a full collection over the bench's heap (the
+    # workload, the results so far) takes hundreds of ms, and every record in flight would count it.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    meter.start()  # the paced part only: not the priming, not the drain
+    began = time.monotonic()
+    total = min(int(rate * seconds), left)
+    done = 0
+    try:
+        while done < total:
+            due = min(total, int((time.monotonic() - began) * rate)) - done
+            if due > 0:
+                send(due)
+                done += due
+            read(0.002)
+        meter.stop()
+        cores = meter.cores
+        drain_until = time.monotonic() + 15
+        while time.monotonic() < drain_until and len(seen) < len(sent) * 0.5:
+            read(0.2)
+        settle = time.monotonic() + 3
+        while time.monotonic() < settle:
+            read(0.2)
+    finally:
+        gc.enable()
+    return cores
 
 
 def _batch_phases(log: Path) -> dict[str, list[tuple[float, float]]]:
