@@ -97,96 +97,82 @@ def expected_decision(
     return None
 
 
-def measure_big_accounts(variants: Variants, settings: Settings, tag: str, opts: ShapeOptions) -> dict[str, Any]:
-    """One exactly-once service on an input topic of its own. The accounts of `opts.sizes` (and one of
-    `opts.giant` if it is not among them), smallest first, are each built (their events published at once,
-    timed to the group's committed offsets covering them), then sent `opts.further_events` events one at a
-    time (each its own transaction) whose changelog bytes are counted. Then the service is SIGKILLed and
-    started again at once, and a cancellation on the giant account is sent: restore, time to its decision,
-    and that decision against the pure engine's. A size the service cannot process ends the section with its
-    error (the rows measured so far are kept)."""
-    label = f"{tag}-accounts"
-    topic = f"bench-{label}-input"
-    partner_topic = f"bench-{label}-partners"
-    ensure_topics(
-        settings.kafka_client_config(),
-        {topic: (settings.input_partitions, "delete"), partner_topic: (settings.partner_partitions, "compact")},
-        1,
-    )
-    launch, s = variants.service(label, topic, "exactly_once_v2", partner_topic=partner_topic, static_membership=True)
-    encoder = EventEncoder.for_settings(s, registry_client(s), auto_register=True)
-    sizes = sorted({*opts.sizes, opts.giant})
-    built: dict[int, tuple[list[EventDict], list[EventDict]]] = {}
-    committed = Committed(s, launch.group, topic)
-    producer = Producer({**s.kafka_client_config(), "linger.ms": 0, "enable.idempotence": True})
-    result: dict[str, Any] = {"giant": {"subscriptions": opts.giant}, "sizes": []}
+class _AccountsRun:
+    """The section's exactly-once service: its input and partner topics, its launch, a producer of one event
+    at a time, and the group's committed offsets."""
 
-    def send(event: EventDict) -> tuple[int, int]:
+    def __init__(self, variants: Variants, settings: Settings, tag: str, opts: ShapeOptions) -> None:
+        self.opts = opts
+        self.label = label = f"{tag}-accounts"
+        self.topic = topic = f"bench-{label}-input"
+        self.partner_topic = partner_topic = f"bench-{label}-partners"
+        ensure_topics(
+            settings.kafka_client_config(),
+            {topic: (settings.input_partitions, "delete"), partner_topic: (settings.partner_partitions, "compact")},
+            1,
+        )
+        self.launch, self.s = variants.service(
+            label, topic, "exactly_once_v2", partner_topic=partner_topic, static_membership=True
+        )
+        s = self.s
+        self.encoder = EventEncoder.for_settings(s, registry_client(s), auto_register=True)
+        self.committed = Committed(s, self.launch.group, topic)
+        self.producer = Producer({**s.kafka_client_config(), "linger.ms": 0, "enable.idempotence": True})
+
+    def send(self, event: EventDict) -> tuple[int, int]:
         """Produce one event; its partition and the offset after it."""
         delivered: list[tuple[int, int]] = []
-        key, value = encode_events(encoder, [event])[0]
+        key, value = encode_events(self.encoder, [event])[0]
 
         def report(_err: Any, msg: Any) -> None:
             delivered.append((msg.partition() or 0, (msg.offset() or 0) + 1))
 
-        producer.produce(topic, value=value, key=key, on_delivery=report)
-        producer.flush(10)
+        self.producer.produce(self.topic, value=value, key=key, on_delivery=report)
+        self.producer.flush(10)
         if not delivered:
             raise BenchError("an event could not be published")
         return delivered[0]
 
-    try:
-        with running(launch) as proc:
-            for size in sizes:
-                partners, events = account_events(size, f"C-size-{size}", opts.seed)
-                if not built:
-                    produce_all(s, partner_topic, encode_events(encoder, partners))
-                row: dict[str, Any] = {"size": size, "events_built": len(events)}
-                result["sizes"].append(row)
-                try:
-                    stuck = Stuck(launch.log)
-                    t0 = time.monotonic()
-                    produce_all(s, topic, encode_events(encoder, events))
-                    committed.wait(topic_ends(s, topic, s.input_partitions), proc, 60 + len(events) / 100, stuck=stuck)
-                    row["build_s"] = round(time.monotonic() - t0, 2)
-                    built[size] = partners, events
-                    row["subscriptions"] = len({e["subscription_id"] for e in events if "subscription_id" in e})
-                    if size not in opts.sizes:
-                        continue
-                    changelog_before = topic_ends(s, s.changelog_topic, s.input_partitions)
-                    more = further_events(events, opts.further_events, f"{label}-more-{size}")
-                    t0 = time.monotonic()
-                    for event in more:
-                        partition, after = send(event)
-                        committed.wait({partition: after}, proc, 60, poll_s=0.005, stuck=stuck)
-                    row["seconds"] = round(time.monotonic() - t0, 2)
-                    records, size_bytes = changelog_bytes(
-                        s, s.changelog_topic, changelog_before, topic_ends(s, s.changelog_topic, s.input_partitions)
-                    )
-                    row.update(
-                        {
-                            "events": len(more),
-                            "changelog_records": records,
-                            "changelog_bytes": size_bytes,
-                            "bytes_per_event": round(size_bytes / max(len(more), 1)),
-                        }
-                    )
-                    events.extend(more)
-                except BenchError as exc:
-                    row["error"] = str(exc)
-                    result["error"] = f"{size:,} subscriptions: {exc}"
-                    return result
-            giant = result["giant"]
-            giant["events"] = len(built[opts.giant][1])
-            giant["process_s"] = next(r["build_s"] for r in result["sizes"] if r["size"] == opts.giant)
-            proc.kill()
-            killed = time.monotonic()
-            proc.wait()
-        partners, events = built[opts.giant]
-        restart_log = launch.log.with_name(f"{label}-restart.log")
+    def build(self, size: int, events: list[EventDict], proc: Any, row: dict[str, Any]) -> None:
+        """The account's events published at once and timed to their commit; then, for a size of
+        `opts.sizes`, the further events one at a time and the changelog bytes they add (into `row`)."""
+        s, topic = self.s, self.topic
+        stuck = Stuck(self.launch.log)
+        t0 = time.monotonic()
+        produce_all(s, topic, encode_events(self.encoder, events))
+        self.committed.wait(topic_ends(s, topic, s.input_partitions), proc, 60 + len(events) / 100, stuck=stuck)
+        row["build_s"] = round(time.monotonic() - t0, 2)
+        row["subscriptions"] = len({e["subscription_id"] for e in events if "subscription_id" in e})
+        if size not in self.opts.sizes:
+            return
+        changelog_before = topic_ends(s, s.changelog_topic, s.input_partitions)
+        more = further_events(events, self.opts.further_events, f"{self.label}-more-{size}")
+        t0 = time.monotonic()
+        for event in more:
+            partition, after = self.send(event)
+            self.committed.wait({partition: after}, proc, 60, poll_s=0.005, stuck=stuck)
+        row["seconds"] = round(time.monotonic() - t0, 2)
+        records, size_bytes = changelog_bytes(
+            s, s.changelog_topic, changelog_before, topic_ends(s, s.changelog_topic, s.input_partitions)
+        )
+        row.update(
+            {
+                "events": len(more),
+                "changelog_records": records,
+                "changelog_bytes": size_bytes,
+                "bytes_per_event": round(size_bytes / max(len(more), 1)),
+            }
+        )
+        events.extend(more)
+
+    def restart(self, giant: dict[str, Any], partners: list[EventDict], events: list[EventDict], killed: float) -> None:
+        """The service started again after the SIGKILL, and a cancellation on the giant account: its restore,
+        the time to the decision, and that decision against the pure engine's (into `giant`)."""
+        s, launch = self.s, self.launch
+        restart_log = launch.log.with_name(f"{self.label}-restart.log")
         restart = Launch(launch.argv, launch.env, launch.group, launch.decision_topic, restart_log)
         cancel = next(
-            e for e in further_events(events, 3, f"{label}-probe") if e["event_type"] == "subscription_cancelled"
+            e for e in further_events(events, 3, f"{self.label}-probe") if e["event_type"] == "subscription_cancelled"
         )
         expected = expected_decision(partners, events, cancel)
         reader, _ends_now = decision_reader(s)
@@ -194,12 +180,12 @@ def measure_big_accounts(variants: Variants, settings: Settings, tag: str, opts:
         try:
             with running(restart) as proc:
                 restarted, restarted_wall = time.monotonic(), time.time()
-                send(cancel)
+                self.send(cancel)
                 deadline = time.monotonic() + 120 + giant["events"] / 1000
                 while cancel["event_id"] not in probe.seen:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         giant["error"] = f"no decision for the account after the restart; see {restart_log}"
-                        return result
+                        return
                     probe.read()
                 seen_at, verdict, _sid = probe.seen[cancel["event_id"]]
                 again = log_event(restart_log, "partitions_restored") or {}
@@ -220,7 +206,45 @@ def measure_big_accounts(variants: Variants, settings: Settings, tag: str, opts:
                 )
         finally:
             reader.close()
+
+    def close(self) -> None:
+        self.committed.close()
+        self.producer.flush(10)
+
+
+def measure_big_accounts(variants: Variants, settings: Settings, tag: str, opts: ShapeOptions) -> dict[str, Any]:
+    """One exactly-once service on an input topic of its own. The accounts of `opts.sizes` (and one of
+    `opts.giant` if it is not among them), smallest first, are each built (their events published at once,
+    timed to the group's committed offsets covering them), then sent `opts.further_events` events one at a
+    time (each its own transaction) whose changelog bytes are counted. Then the service is SIGKILLed and
+    started again at once, and a cancellation on the giant account is sent: restore, time to its decision,
+    and that decision against the pure engine's. A size the service cannot process ends the section with its
+    error (the rows measured so far are kept)."""
+    run = _AccountsRun(variants, settings, tag, opts)
+    built: dict[int, tuple[list[EventDict], list[EventDict]]] = {}
+    result: dict[str, Any] = {"giant": {"subscriptions": opts.giant}, "sizes": []}
+    try:
+        with running(run.launch) as proc:
+            for size in sorted({*opts.sizes, opts.giant}):
+                partners, events = account_events(size, f"C-size-{size}", opts.seed)
+                if not built:
+                    produce_all(run.s, run.partner_topic, encode_events(run.encoder, partners))
+                row: dict[str, Any] = {"size": size, "events_built": len(events)}
+                result["sizes"].append(row)
+                try:
+                    run.build(size, events, proc, row)
+                    built[size] = partners, events
+                except BenchError as exc:
+                    row["error"] = str(exc)
+                    result["error"] = f"{size:,} subscriptions: {exc}"
+                    return result
+            giant = result["giant"]
+            giant["events"] = len(built[opts.giant][1])
+            giant["process_s"] = next(r["build_s"] for r in result["sizes"] if r["size"] == opts.giant)
+            proc.kill()
+            killed = time.monotonic()
+            proc.wait()
+        run.restart(giant, *built[opts.giant], killed)
     finally:
-        committed.close()
-        producer.flush(10)
+        run.close()
     return result
