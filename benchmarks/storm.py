@@ -182,24 +182,10 @@ def measure_storm(variants: Variants, settings: Settings, tag: str, opts: ShapeO
     built = time.monotonic()
     partners, records = storm_state(opts, s.input_partitions, today)
     build_s = time.monotonic() - built
-    encoder = EventEncoder.for_settings(s, registry_client(s), auto_register=True)
-    produce_all(s, partner_topic, encode_events(encoder, partners))
-    producer = Producer(
-        {**s.kafka_client_config(), "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True}
-    )
-    for partition, key, value in records:
-        while True:
-            try:
-                producer.produce(s.changelog_topic, value=value, key=key, partition=partition)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    if producer.flush(120):
-        raise BenchError("could not write the storm's state to the changelog")
+    _write_state(s, partner_topic, partners, records)
     changelog_start = topic_ends(s, s.changelog_topic, s.input_partitions)
     reader, _start = decision_reader(s)
-    decoder = Decoder(registry_client(s), SUBSCRIPTION_DECISION)
-    ended: dict[str, int] = {}
+    watch = _StormWatch(Decoder(registry_client(s), SUBSCRIPTION_DECISION))
     result: dict[str, Any] = {
         "terms": opts.storm_terms,
         "accounts": opts.storm_accounts,
@@ -207,47 +193,9 @@ def measure_storm(variants: Variants, settings: Settings, tag: str, opts: ShapeO
         "state_build_s": round(build_s, 1),
         "deadline": f"{today.isoformat()}T00:00:00Z",
     }
-    first_wall = last_wall = None
-    limit_s = 120 + opts.storm_terms / 500
-    metrics: dict[str, list[tuple[str, dict[str, str], float]]] = {}
-    scrapes: list[tuple[float, float]] = []
     try:
         with running(launch) as proc:
-            deadline = time.monotonic() + limit_s
-            stuck: Stuck | None = None
-            checked = time.monotonic()
-            scraped = 0.0
-            while len(ended) < opts.storm_terms:
-                if proc.poll() is not None:
-                    result["error"] = f"the service exited with {proc.returncode}: {last_error_line(launch.log)}"
-                    break
-                if time.monotonic() - scraped >= SCRAPE_S:
-                    scraped = time.monotonic()
-                    counters = _counters(scrape_metrics(launch.log))
-                    if counters is not None:
-                        scrapes.append(counters)
-                if time.monotonic() > deadline:
-                    break
-                if time.monotonic() - checked >= 1.0:
-                    checked = time.monotonic()
-                    stuck = stuck or Stuck(launch.log, aborts=5)
-                    try:
-                        stuck.check()
-                    except BenchError as exc:
-                        result["error"] = str(exc)
-                        break
-                msgs = [m for m in reader.consume(5000, SCRAPE_S / 2) if m.error() is None]
-                wall = time.time()
-                for rec in decoder.decode_values([m.value() or b"" for m in msgs]):
-                    if isinstance(rec, dict) and rec["reason"] == "TERM_ENDED":
-                        sub = f"{rec['partner_id']}:{rec['customer_id']}:{rec['subscription_id']}"
-                        ended[sub] = ended.get(sub, 0) + 1
-                        first_wall = first_wall or wall
-                        last_wall = wall
-            metrics = scrape_metrics(launch.log)
-            last = _counters(metrics)
-            if last is not None:
-                scrapes.append(last)
+            watch.follow(proc, launch.log, reader, opts.storm_terms, 120 + opts.storm_terms / 500, result)
             ready = _log_wall(launch.log, "partitions_restored")
             started = _log_wall(launch.log, "starting")
             restored = log_event(launch.log, "partitions_restored") or {}
@@ -262,23 +210,110 @@ def measure_storm(variants: Variants, settings: Settings, tag: str, opts: ShapeO
         },
         {s.changelog_topic: changelog_start},
     )
-    exact, upper = transactions_from_scrapes(scrapes)
-    first_scrape = scrapes[0] if scrapes else (0.0, 0.0)
+    result.update(watch.figures(opts.storm_terms, ready, started, restored, segments))
+    return result
 
-    def gauge(name: str) -> int | None:
+
+def _write_state(
+    s: Settings, partner_topic: str, partners: list[EventDict], records: list[tuple[int, bytes, bytes]]
+) -> None:
+    """The storm's partner events to their topic and its state to the service's changelog, before it starts."""
+    encoder = EventEncoder.for_settings(s, registry_client(s), auto_register=True)
+    produce_all(s, partner_topic, encode_events(encoder, partners))
+    producer = Producer(
+        {**s.kafka_client_config(), "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True}
+    )
+    for partition, key, value in records:
+        while True:
+            try:
+                producer.produce(s.changelog_topic, value=value, key=key, partition=partition)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise BenchError("could not write the storm's state to the changelog")
+
+
+class _StormWatch:
+    """What the storm's observer sees: the TERM_ENDED decisions per subscription (first and last seen, wall
+    clock), the service's transaction counters every SCRAPE_S, and its metrics at the end."""
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.decoder = decoder
+        self.ended: dict[str, int] = {}
+        self.first_wall: float | None = None
+        self.last_wall: float | None = None
+        self.metrics: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+        self.scrapes: list[tuple[float, float]] = []
+
+    def follow(self, proc: Any, log: Any, reader: Consumer, terms: int, limit_s: float, result: dict[str, Any]) -> None:
+        """Until every term end is decided, the service exits or keeps aborting (the reason into `result`),
+        or `limit_s` has passed."""
+        deadline = time.monotonic() + limit_s
+        stuck: Stuck | None = None
+        checked = time.monotonic()
+        scraped = 0.0
+        while len(self.ended) < terms:
+            if proc.poll() is not None:
+                result["error"] = f"the service exited with {proc.returncode}: {last_error_line(log)}"
+                break
+            if time.monotonic() - scraped >= SCRAPE_S:
+                scraped = time.monotonic()
+                counters = _counters(scrape_metrics(log))
+                if counters is not None:
+                    self.scrapes.append(counters)
+            if time.monotonic() > deadline:
+                break
+            if time.monotonic() - checked >= 1.0:
+                checked = time.monotonic()
+                stuck = stuck or Stuck(log, aborts=5)
+                try:
+                    stuck.check()
+                except BenchError as exc:
+                    result["error"] = str(exc)
+                    break
+            self._read(reader)
+        self.metrics = scrape_metrics(log)
+        last = _counters(self.metrics)
+        if last is not None:
+            self.scrapes.append(last)
+
+    def _read(self, reader: Consumer) -> None:
+        msgs = [m for m in reader.consume(5000, SCRAPE_S / 2) if m.error() is None]
+        wall = time.time()
+        for rec in self.decoder.decode_values([m.value() or b"" for m in msgs]):
+            if isinstance(rec, dict) and rec["reason"] == "TERM_ENDED":
+                sub = f"{rec['partner_id']}:{rec['customer_id']}:{rec['subscription_id']}"
+                self.ended[sub] = self.ended.get(sub, 0) + 1
+                self.first_wall = self.first_wall or wall
+                self.last_wall = wall
+
+    def _gauge(self, name: str) -> int | None:
         """The service's own figure (the largest committed transaction), when it exports it."""
-        samples = metrics.get(name)
+        samples = self.metrics.get(name)
         return None if not samples else round(max(v for _n, _lab, v in samples))
 
-    def counter(name: str) -> float | None:
-        samples = metrics.get(name)
+    def _counter(self, name: str) -> float | None:
+        samples = self.metrics.get(name)
         return None if not samples else sum(v for n, _lab, v in samples if n.endswith(("_total", "_count")))
 
-    result.update(
-        {
+    def figures(
+        self,
+        terms: int,
+        ready: float | None,
+        started: float | None,
+        restored: dict[str, Any],
+        segments: list[tuple[int, int, int]],
+    ) -> dict[str, Any]:
+        """The section's figures from what was seen, the service's log times and the marker segments."""
+        scrapes, ended, first_wall, last_wall = self.scrapes, self.ended, self.first_wall, self.last_wall
+        exact, upper = transactions_from_scrapes(scrapes)
+        first_scrape = scrapes[0] if scrapes else (0.0, 0.0)
+        largest = self._gauge("multichannel_transaction_records_max")
+        return {
             "term_ended": len(ended),
             "term_ended_records": sum(ended.values()),
-            "timed_out": len(ended) < opts.storm_terms,
+            "timed_out": len(ended) < terms,
             "restore_records": restored.get("changelog_records"),
             "restore_s": restored.get("seconds"),
             "start_to_ready_s": None if ready is None or started is None else round(ready - started, 2),
@@ -286,15 +321,12 @@ def measure_storm(variants: Variants, settings: Settings, tag: str, opts: ShapeO
             "ready_to_last_s": None if ready is None or last_wall is None else round(last_wall - ready, 2),
             "transactions": None if not scrapes else round(scrapes[-1][0] - first_scrape[0]),
             "records_written": None if not scrapes else round(scrapes[-1][1] - first_scrape[1]),
-            "largest_transaction_records": gauge("multichannel_transaction_records_max")
-            or (max(exact) if exact else None),
-            "largest_transaction_upper_bound": None if gauge("multichannel_transaction_records_max") else upper,
+            "largest_transaction_records": largest or (max(exact) if exact else None),
+            "largest_transaction_upper_bound": None if largest else upper,
             "largest_partition_run": max((c for c, _a, _b in segments), default=None),
             "scrapes": len(scrapes),
-            "largest_transaction_metric": largest_from_metric(metrics),
-            "service_transactions": counter("multichannel_transaction_duration_seconds"),
-            "aborts": counter("multichannel_transaction_aborts"),
-            "timers_fired": counter("multichannel_timers_fired"),
+            "largest_transaction_metric": largest_from_metric(self.metrics),
+            "service_transactions": self._counter("multichannel_transaction_duration_seconds"),
+            "aborts": self._counter("multichannel_transaction_aborts"),
+            "timers_fired": self._counter("multichannel_timers_fired"),
         }
-    )
-    return result
