@@ -14,6 +14,10 @@ log lines and metrics, its process), never through the changelog's encoding, whi
   instant (built offline with the store, written to the changelog before the service starts; no input):
   the service restores them and every deadline is due at once. From its readiness to the last TERM_ENDED
   decision a read_committed reader sees, the count, and the largest transaction.
+
+This module runs them: the first two are in `benchmarks.big_accounts`, the storm in `benchmarks.storm`, their
+events in `benchmarks.shape_events`, their observers in `benchmarks.shape_probes`, and their targets rows and
+Markdown in `benchmarks.shape_report`.
 """
 
 from __future__ import annotations
