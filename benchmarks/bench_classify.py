@@ -160,26 +160,7 @@ def main() -> None:
     gc.collect()
     profiled = profile_command(lines, args.profile_rate) if args.profile_rate > 0 else None
 
-    # JSON decoding alone, then decoding and validation together (keeping only the events: a list of
-    # a million decoded dicts would fill the heap the engine is measured on)
-    loads = orjson.loads
-    t = time.perf_counter()
-    for raw in lines:
-        try:
-            loads(raw)
-        except orjson.JSONDecodeError:
-            continue
-    t_json = time.perf_counter() - t
-
-    t = time.perf_counter()
-    events = []
-    for raw in lines:
-        try:
-            events.append(parse_event(loads(raw)))
-        except (orjson.JSONDecodeError, InvalidEvent):
-            continue
-    t_parse = time.perf_counter() - t - t_json
-
+    t_json, t_parse, events = _json_parts(lines)
     del lines  # the engine is measured on a heap that holds its input events, as it would in a stream
     gc.collect()
     freeze_survivors()  # the benchmark's own event list is not the engine's heap
@@ -228,7 +209,37 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{n} events ({result['valid_events']} valid), {produced} records")
+    _print_table(result, passes, json_side, t_engine)
+
+
+def _json_parts(lines: list[bytes]) -> tuple[float, float, list[Any]]:
+    """JSON decoding alone, then decoding and validation together (keeping only the events: a list of a
+    million decoded dicts would fill the heap the engine is measured on): (decode seconds, validation
+    seconds, the valid events)."""
+    loads = orjson.loads
+    t = time.perf_counter()
+    for raw in lines:
+        try:
+            loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+    t_json = time.perf_counter() - t
+
+    t = time.perf_counter()
+    events = []
+    for raw in lines:
+        try:
+            events.append(parse_event(loads(raw)))
+        except (orjson.JSONDecodeError, InvalidEvent):
+            continue
+    t_parse = time.perf_counter() - t - t_json
+    return t_json, t_parse, events
+
+
+def _print_table(result: dict[str, Any], passes: list[float], json_side: float, t_engine: float) -> None:
+    """The result as a table: rates, the split of the parts measured alone, and the command's profile."""
+    split = result["split_seconds"]
+    print(f"{result['events']} events ({result['valid_events']} valid), {result['records']} records")
     runs = ", ".join(f"{v:,}" for v in result["engine_passes_events_per_s"])
     print(f"engine only:       {result['engine_events_per_s']:>10,} events/s (best of {len(passes)}: {runs})")
     print(f"classify command:  {result['classify_events_per_s']:>10,} events/s end to end")
@@ -238,7 +249,7 @@ def main() -> None:
         f"parts alone: JSON (decode, validation, output) {result['json_share']:.0%} ({json_side:.2f} s), "
         f"engine {result['engine_share']:.0%} ({t_engine:.2f} s)"
     )
-    if profiled is None:
+    if "profile_shares" not in result:
         print(f"classify is bound by {_bound(json_side, t_engine)} (parts measured alone; no profile of the command)")
         return
     shares = result["profile_shares"]

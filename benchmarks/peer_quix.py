@@ -7,8 +7,8 @@ pure core (`multichannel`, standard library only), so the comparison measures th
 not two rule implementations; the bench checks that both emit the same decisions.
 
 Quix Streams pins older confluent-kafka and pydantic releases, so this file runs in its own
-virtual environment (made by `benchmarks.suite`), with the repository on `sys.path`.
-Usage: `python peer_quix.py CONFIG.json` (see `PeerConfig` in the suite for the keys).
+virtual environment (made by `benchmarks.variants.peer_python`), with the repository on `sys.path`.
+Usage: `python peer_quix.py CONFIG.json` (`Variants.peer` in benchmarks/variants.py writes its keys).
 """
 
 from __future__ import annotations

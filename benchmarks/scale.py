@@ -19,18 +19,11 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmarks.suite import (
-    BenchOptions,
-    Launch,
-    Variants,
-    _log_event,
-    build_workload,
-    consume_rate,
-    measure_throughput,
-    produce_all,
-    running,
-    topic_size,
-)
+from benchmarks.common import BenchOptions, log_event
+from benchmarks.recovery import consume_rate
+from benchmarks.throughput import measure_throughput
+from benchmarks.variants import Launch, Variants, running
+from benchmarks.workload import build_workload, produce_all, topic_size
 from config.settings import Settings
 from consumers.changelog import read_changelog
 from consumers.topics import ensure_topics
@@ -42,7 +35,7 @@ def _wait_for_restore(launch: Launch, deadline_s: float) -> dict[str, Any]:
     """Start the service on a changelog it has written and wait for its `partitions_restored` line."""
     with running(launch) as proc:
         deadline = time.monotonic() + deadline_s
-        while (restored := _log_event(launch.log, "partitions_restored")) is None:
+        while (restored := log_event(launch.log, "partitions_restored")) is None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"no restore within {deadline_s:.0f} s; see {launch.log}")
             time.sleep(0.5)  # pacing the read of the child's log

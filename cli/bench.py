@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Raw passthrough, the service at-least-once and exactly-once, a Quix Streams peer, and recovery,
         on one local broker; writes docs/benchmarks.md, .json and .png."""
-        from benchmarks.suite import QUICK_SHAPES, BenchError, BenchOptions, ShapeOptions, run_bench
+        from benchmarks.common import QUICK_SHAPES, BenchError, BenchOptions, ShapeOptions
+        from benchmarks.suite import run_bench
         from config.endpoints import resolve
         from consumers.runtime import tune_gc
         from deploy.local.stack import local_stack

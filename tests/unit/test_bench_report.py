@@ -7,8 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.shapes import murmur2_partition, shape_targets, transactions_from_scrapes
-from benchmarks.suite import EOS, VariantResult, _owned_partitions, _phase_quantiles, render_markdown, targets
+from benchmarks.common import EOS, VariantResult
+from benchmarks.kills import _owned_partitions
+from benchmarks.latency import _phase_quantiles
+from benchmarks.report import render_markdown, targets
+from benchmarks.shape_events import murmur2_partition
+from benchmarks.shape_report import shape_targets
+from benchmarks.storm import transactions_from_scrapes
 
 INF = float("inf")
 
