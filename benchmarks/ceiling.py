@@ -82,9 +82,11 @@ def measure_ceiling(
                 else:
                     encoded.append((account_key_bytes(rec.partner_id, rec.customer_id), codec.encode_status(rec)))
         window = engine.dedup_window
-        for key, acct, subscription_ids, appended in engine.changes():  # as `AccountStore.changelog_records`
-            view = engine.account_view(acct)
-            encoded += entity_records(account_key_bytes(*key), acct, view, subscription_ids, appended, window)
+        for key, acct, subscription_ids, appended, moved in engine.changes():  # as `AccountStore.changelog_records`
+            hash(tuple(engine.account_view(acct).items()))  # the store's check of the view last written
+            encoded += entity_records(
+                account_key_bytes(*key), acct, subscription_ids, appended, window, fields_moved=moved
+            )
         engine.commit()
         freeze_survivors()  # as the service does after each committed batch
         out += len(encoded)

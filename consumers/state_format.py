@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any, Final, NamedTuple
 
@@ -183,7 +183,7 @@ class Header(NamedTuple):
     customer_id: str
     sellers: list[str]
     deadlines: list[datetime]
-    partner_view: SavedView
+    partner_view: SavedView | None
     evaluated_at: datetime | None
 
 
@@ -371,8 +371,8 @@ def decode_state(value: bytes) -> AccountState:
 COMPACT_V3: Final = 3
 ENTITY_SEPARATOR: Final = b"\x1f"
 """Between an account's key and the rest of the key of one of its entities (no id holds it: `KEY_SAFE`)."""
-_ACCOUNT_V3, _SUBSCRIPTION_V3, _PAGE_V3 = b"\x03A", b"\x03S", b"\x03D"
-_S, _D = _SUBSCRIPTION_V3[1], _PAGE_V3[1]
+_ACCOUNT_V3, _SUBSCRIPTION_V3, _PAGE_V3, _VIEW_V3 = b"\x03A", b"\x03S", b"\x03D", b"\x03V"
+_S, _D, _V = _SUBSCRIPTION_V3[1], _PAGE_V3[1], _VIEW_V3[1]
 DEDUP_PAGE: Final = 16
 """Event ids per dedup page: a page is written once, when its last id is appended."""
 
@@ -392,38 +392,62 @@ def page_slots(window: int) -> int:
     return window // DEDUP_PAGE + 2
 
 
+def view_key(account_key: bytes) -> bytes:
+    """The changelog key of an account's partner view (written when it changes, not with every event)."""
+    return account_key + b"\x1fv"
+
+
 def entity_records(
     account_key: bytes,
     acct: Account,
-    partner_view: SavedView,
-    subscription_ids: Iterable[str],
+    subscription_ids: Sequence[str],
     appended: int,
     window: int,
+    *,
+    fields_moved: bool = True,
+    partner_view: SavedView | None = None,
     whole: bool = False,
 ) -> list[tuple[bytes, bytes]]:
-    """What one batch changed in an account, as changelog (key, value) pairs of format 0x03: its own record
-    (always: its fields, clock, sequence and the open dedup page), the subscriptions in `subscription_ids`
-    and the dedup pages its `appended` event ids completed. `whole` writes every subscription and every page
-    in the window instead (an account restored from an earlier format, written in this one for the first
-    time). The cost follows what changed, never the account's size."""
+    """What one batch changed in an account, as changelog (key, value) pairs of format 0x03, the cost following
+    what changed, never the account's size:
+    - its own record when its fields moved (relationship, delegated admin, status), when it is new, or when no
+      subscription moved; it carries the account's *progress* (its sequence, `evaluated_at` and open dedup
+      page);
+    - the subscriptions in `subscription_ids`; when the account's own record is not written, the last of them
+      carries the progress instead (a restore takes the latest progress among an account's records);
+    - the dedup pages its `appended` event ids completed;
+    - `partner_view` when it is given (the caller writes it when it differs from the one last written).
+    `whole` writes everything (an account restored from an earlier format, written in this one the first time)."""
     seq, recent = acct.seq, acct.recent
     first_held = seq - len(recent)  # the position (in the account's life) of recent[0]
     tail_from = max(first_held, seq - seq % DEDUP_PAGE)
-    out = [(account_key, _account_value(acct, partner_view, recent[tail_from - first_held :]))]
+    progress = [seq, acct.evaluated_at, recent[tail_from - first_held :]]
     subs = acct.subscriptions
-    for sid in subs if whole else subscription_ids:
-        out.append((subscription_key(account_key, sid), _subscription_value(subs[sid])))
+    ids: Iterable[str] = subs if whole else subscription_ids
+    out: list[tuple[bytes, bytes]] = []
+    if whole or fields_moved or not subscription_ids:
+        out.append((account_key, _account_value(acct, progress)))
+        for sid in ids:
+            out.append((subscription_key(account_key, sid), _subscription_value(subs[sid], None)))
+    else:
+        last = subscription_ids[-1]
+        for sid in subscription_ids:
+            out.append(
+                (subscription_key(account_key, sid), _subscription_value(subs[sid], progress if sid == last else None))
+            )
+    if partner_view is not None:
+        out.append((view_key(account_key), _VIEW_V3 + orjson.dumps(partner_view)))
     slots = page_slots(window)
     done_from = first_held if whole else max(first_held, seq - appended)
     for page in range(done_from // DEDUP_PAGE, seq // DEDUP_PAGE):  # the pages completed meanwhile
         start = max(page * DEDUP_PAGE, first_held)
-        ids = recent[start - first_held : (page + 1) * DEDUP_PAGE - first_held]
-        out.append((dedup_page_key(account_key, page % slots), _PAGE_V3 + orjson.dumps([start, ids])))
+        page_ids = recent[start - first_held : (page + 1) * DEDUP_PAGE - first_held]
+        out.append((dedup_page_key(account_key, page % slots), _PAGE_V3 + orjson.dumps([start, page_ids])))
     return out
 
 
-def _account_value(acct: Account, partner_view: SavedView | None, open_page: list[str]) -> bytes:
-    """An account's own 0x03 record; `open_page` the dedup window's ids since its last full page."""
+def _account_value(acct: Account, progress: list[Any]) -> bytes:
+    """An account's own 0x03 record: [partner, customer, relationship, delegated_admin, status, progress]."""
     return _ACCOUNT_V3 + orjson.dumps(
         [
             acct.partner_id,
@@ -431,23 +455,20 @@ def _account_value(acct: Account, partner_view: SavedView | None, open_page: lis
             _flag(acct.relationship),
             _flag(acct.delegated_admin),
             None if acct.status is None else _STATUS_IX[acct.status._value_],
-            acct.evaluated_at,
-            acct.seq,
-            partner_view,
-            open_page,
+            progress,
         ],
         None,
         _UTC_Z,
     )
 
 
-def _subscription_value(sub: Subscription) -> bytes:
-    """A subscription's 0x03 value: a header line [seller, pending deadline] that a restore reads without
-    decoding the rest, then the subscription as format 0x02 writes it."""
+def _subscription_value(sub: Subscription, progress: list[Any] | None) -> bytes:
+    """A subscription's 0x03 value: a header line [seller, pending deadline, the account's progress or null]
+    that a restore reads without decoding the rest, then the subscription as format 0x02 writes it."""
     p = sub.purchase
     return (
         _SUBSCRIPTION_V3
-        + orjson.dumps([None if p is None else p.seller_partner_id, sub.deadline], None, _UTC_Z)
+        + orjson.dumps([None if p is None else p.seller_partner_id, sub.deadline, progress], None, _UTC_Z)
         + b"\n"
         + orjson.dumps(_subscription(sub), None, _UTC_Z)
     )
@@ -460,12 +481,29 @@ _FROZEN = b"\x03Z"
 
 def freeze_account(acct: Account) -> bytes:
     """An account in use as the compact bytes it is held as while it is not (`Classifier.keep_in_use`): its
-    0x03 values (its own record with the whole dedup window, then every subscription), joined and
-    compressed at zlib's fastest level: a held account takes less memory, and thawing it at its next use
-    stays cheap."""
-    values = [_account_value(acct, None, acct.recent)]
-    values += [_subscription_value(sub) for sub in acct.subscriptions.values()]
+    0x03 values (its own record with the whole dedup window as its open page, then every subscription),
+    joined and compressed at zlib's fastest level: a held account takes less memory, and thawing it at its
+    next use stays cheap."""
+    values = [_account_value(acct, [acct.seq, acct.evaluated_at, acct.recent])]
+    values += [_subscription_value(sub, None) for sub in acct.subscriptions.values()]
     return _FROZEN + zlib.compress(_JOIN.join(values), 1)
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+class _Times(dict[str, datetime]):
+    """Each distinct time text parsed once (a restore meets the same few term ends and clocks many times)."""
+
+    def __missing__(self, text: str) -> datetime:
+        at = self[text] = _ts(text)
+        return at
+
+
+def _progress_order(progress: list[Any], times: _Times) -> tuple[int, datetime]:
+    """Which of an account's records holds its latest progress: the highest sequence, then the latest clock."""
+    evaluated = progress[1]
+    return (progress[0], _NEVER if evaluated is None else times[evaluated])
 
 
 def read_entities(
@@ -473,63 +511,69 @@ def read_entities(
 ) -> tuple[list[Held], datetime | None]:
     """What `Classifier.hold_all` takes of restored 0x03 accounts (their own records by key, and each key's
     entity values), reading only the subscriptions' header lines; and the latest `evaluated_at` among them.
-    An entity whose account record is absent is left out (none is written without one)."""
+    An account's progress (its clock, which decides the term ends it has not passed) is the latest among its
+    records. An entity whose account record is absent is left out (none is written without one)."""
     loads = orjson.loads
-    times: dict[str, datetime] = {}
-    latest: datetime | None = None
+    times = _Times()
+    latest = _NEVER
     held: list[Held] = []
     no_entities: list[bytes] = []
     for key, value in accounts.items():
         if not value.startswith(_ACCOUNT_V3):
             raise StateFormatError(f"changelog value format {value[:2].hex()} is not an 0x03 account record")
         fields = loads(value[2:])
-        evaluated = fields[5]
-        passed = None
-        if evaluated is not None:
-            passed = times.get(evaluated)
-            if passed is None:
-                passed = times[evaluated] = _ts(evaluated)
-            if latest is None or passed > latest:
-                latest = passed
+        order = _progress_order(fields[5], times)
         sellers: set[str] = set()
-        due: set[datetime] = set()
+        deadlines: set[str] = set()
+        view = None
         parts = entities.get(key, no_entities)
         for v in parts:
-            if v[1] == _S:
-                seller, deadline = loads(v[2 : v.index(b"\n")])
+            kind = v[1]
+            if kind == _S:
+                seller, deadline, progress = loads(v[2 : v.index(b"\n")])
                 if seller is not None:
                     sellers.add(seller)
                 if deadline is not None:
-                    at = times.get(deadline)
-                    if at is None:
-                        at = times[deadline] = _ts(deadline)
-                    if passed is None or at > passed:
-                        due.add(at)
-        held.append((fields[0], fields[1], sorted(sellers), sorted(due), fields[7], _JOIN.join([value, *parts])))
-    return held, latest
+                    deadlines.add(deadline)
+                if progress is not None and (later := _progress_order(progress, times)) > order:
+                    order = later
+            elif kind == _V:
+                view = loads(v[2:])
+        passed = order[1]
+        latest = max(latest, passed)
+        due = sorted(at for d in deadlines if (at := times[d]) > passed)
+        held.append((fields[0], fields[1], sorted(sellers), due, view, _JOIN.join([value, *parts])))
+    return held, None if latest is _NEVER else latest
 
 
 def decode_entities(blob: bytes, window: int) -> Account:
     """A held 0x03 account (its values joined: its own record first, as `read_entities` and
-    `freeze_account` hold it) as the engine's working copy, its dedup window the last `window` ids its
-    pages and open page hold."""
+    `freeze_account` hold it) as the engine's working copy: its progress the latest among its records, its
+    dedup window the last `window` ids its pages and open page hold."""
     record, *parts = blob.split(_JOIN)
-    pid, cid, rel, admin, status, evaluated, seq, _view, tail = orjson.loads(record[2:])
+    pid, cid, rel, admin, status, progress = orjson.loads(record[2:])
     billing, channel, decision, reason, rule, action, statuses = _READ_TABLES[COMPACT_V2]
     loads = orjson.loads
+    times = _Times()
+    order = _progress_order(progress, times)
     subs: list[SubscriptionState] = []
     pages: list[tuple[int, list[str]]] = []
     for v in parts:
         kind = v[1]
         if kind == _S:
-            sub = loads(v[v.index(b"\n") + 1 :])
+            cut = v.index(b"\n")
+            carried = loads(v[2:cut])[2]
+            if carried is not None and (later := _progress_order(carried, times)) > order:
+                progress, order = carried, later
+            sub = loads(v[cut + 1 :])
             subs.append(_subscription_in(pid, cid, sub, billing, channel, decision, reason, rule, action))
         elif kind == _D:
             first, ids = loads(v[2:])
             pages.append((first, ids))
-        else:
+        elif kind != _V:
             raise StateFormatError(f"changelog entity of account {pid}:{cid} has an unknown kind {v[:2].hex()}")
     subs.sort(key=_by_id)
+    seq, evaluated, tail = progress
     return Account.build(
         AccountFields(
             pid,
@@ -537,7 +581,7 @@ def decode_entities(blob: bytes, window: int) -> Account:
             _flag_in(rel),
             _flag_in(admin),
             None if status is None else StatusSnapshot(statuses[status], ()),
-            None if evaluated is None else _ts(evaluated),
+            None if evaluated is None else times[evaluated],
         ),
         subs,
         _recent(pages, tail, seq, window),

@@ -31,7 +31,7 @@ from consumers.changelog import (
 )
 from consumers.messages import offset_of
 from consumers.state_format import entity_records, freeze_account, read_entities, read_headers, thaw
-from multichannel.engine import Classifier
+from multichannel.engine import Classifier, PartnerView
 from multichannel.errors import InvalidEvent
 from multichannel.model import AccountKey
 from multichannel.state import AccountState
@@ -92,6 +92,10 @@ class AccountStore:
         self._rewrite: set[AccountKey] = set()
         """Accounts restored from an earlier format: their first change writes them whole in this one."""
         self._rewritten: list[AccountKey] = []
+        self._views: dict[AccountKey, int] = {}
+        """Account -> hash of the partner view last written to (or restored from) the changelog: a view is
+        written when it changes, not with every event."""
+        self._views_written: list[tuple[AccountKey, int]] = []
 
     def __len__(self) -> int:
         return len(self.classifier)
@@ -132,6 +136,10 @@ class AccountStore:
         if latest_earlier is not None and (latest is None or latest_earlier > latest):
             latest = latest_earlier
         keys: set[AccountKey] = {(h[0], h[1]) for h in held}
+        views = self._views
+        for h in held:
+            if type(h[4]) is dict:
+                views[h[0], h[1]] = hash(tuple(h[4].items()))
         old: set[AccountKey] = {(h[0], h[1]) for h in earlier}
         classifier = self.classifier
         self.pending_reconcile.update(classifier.hold_all(held, self._thaw))
@@ -154,6 +162,8 @@ class AccountStore:
         for p in sorted(gone):
             keys = self.partition_accounts.pop(p, set())
             self.classifier.drop(keys)
+            for key in keys:
+                self._views.pop(key, None)
             self.pending_reconcile -= keys
             for _pid, cid in keys:
                 if self.customer_partition.get(cid) == p:
@@ -203,6 +213,9 @@ class AccountStore:
         if self._rewritten:
             self._rewrite.difference_update(self._rewritten)
             self._rewritten.clear()
+        if self._views_written:
+            self._views.update(self._views_written)
+            self._views_written.clear()
         for pp, bad in self.bad_partner_records.items():  # what a committed checkpoint covers is written
             done = self.partner_checkpoints.get(pp)
             if bad and done is not None and offset_of(bad[0][0]) <= done:
@@ -215,6 +228,7 @@ class AccountStore:
         """Undo everything since `begin`: the engine's changes, new customers, re-evaluations and checkpoints."""
         self.classifier.rollback()
         self._rewritten.clear()
+        self._views_written.clear()
         for partition, key in self._new_keys:
             self.partition_accounts[partition].discard(key)
         for cid in self._new_customers:
@@ -231,12 +245,13 @@ class AccountStore:
 
     # ------------------------------------------------------------------ changelog
     def changelog_records(self) -> list[ChangelogRecord]:
-        """What the batch changed in the accounts of the partitions this instance owns, as changelog records:
-        per account its own record, the subscriptions that moved and the dedup pages it completed."""
+        """What the batch changed in the accounts of the partitions this instance owns, as changelog records
+        (`entity_records`): per account its own record or its progress, the subscriptions that moved, the
+        dedup pages it completed, and its partner view when that is not the one last written."""
         classifier, owned, customer_partition = self.classifier, self.owned, self.customer_partition
-        window, rewrite = classifier.dedup_window, self._rewrite
+        window, rewrite, views = classifier.dedup_window, self._rewrite, self._views
         out: list[ChangelogRecord] = []
-        for key, acct, subscription_ids, appended in classifier.changes():
+        for key, acct, subscription_ids, appended, fields_moved in classifier.changes():
             partition = customer_partition.get(key[1])
             if partition is None or partition not in owned:
                 continue
@@ -244,8 +259,22 @@ class AccountStore:
             if whole:
                 self._rewritten.append(key)
             view = classifier.account_view(acct)
-            for k, v in entity_records(account_key_bytes(*key), acct, view, subscription_ids, appended, window, whole):
-                out.append((partition, k, v))
+            digest = hash(tuple(view.items()))  # a view is built in partner id order: the same view, the same hash
+            moved_view: PartnerView | None = None
+            if whole or views.get(key) != digest:
+                self._views_written.append((key, digest))
+                moved_view = view
+            records = entity_records(
+                account_key_bytes(*key),
+                acct,
+                subscription_ids,
+                appended,
+                window,
+                fields_moved=fields_moved,
+                partner_view=moved_view,
+                whole=whole,
+            )
+            out += [(partition, k, v) for k, v in records]
         return out
 
     def read_partner_record(self, partner_partition: int, offset: int, partner_id: str | None) -> None:

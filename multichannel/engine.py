@@ -57,10 +57,10 @@ that differ name the cause of a re-evaluation."""
 SavedView = PartnerView | str
 """A partner view as a restored account was saved with: a `PartnerView`, or (values written by an earlier
 release) the string `version|eid,eid,...`, its event ids in partner id order without their partners."""
-Held = tuple[str, str, Sequence[str], Sequence[datetime], SavedView, object]
+Held = tuple[str, str, Sequence[str], Sequence[datetime], SavedView | None, object]
 """A restored account for `Classifier.hold_all`: partner, customer, sellers, pending deadlines, the
-partner view it was saved with, and what the host saved it as (opaque to the engine: its changelog
-value, say), handed to `Thaw` on the account's first use."""
+partner view it was saved with (None when none was: it is re-evaluated), and what the host saved it as
+(opaque to the engine: its changelog value, say), handed to `Thaw` on the account's first use."""
 
 
 class AccountChange(NamedTuple):
@@ -74,6 +74,8 @@ class AccountChange(NamedTuple):
     at the last commit, new ones included."""
     appended: int
     """Event ids appended to the account's dedup window since the last commit."""
+    fields_moved: bool = True
+    """Its relationship, delegated admin or status is not what it was at the last commit (or it is new)."""
 
 
 Marks = dict[str, SubscriptionParts | None]
@@ -165,8 +167,8 @@ class Classifier:
         # Held accounts whose partner view moved since they were saved: the view they were saved with, until
         # `reconcile` re-evaluates them (it names as cause the partner event that moved), and those that
         # reconcile took in the open transaction (put back by a rollback).
-        self._stale_views: dict[AccountKey, SavedView] = {}
-        self._reconciled: list[tuple[AccountKey, SavedView]] = []
+        self._stale_views: dict[AccountKey, SavedView | None] = {}
+        self._reconciled: list[tuple[AccountKey, SavedView | None]] = []
         # Accounts in use are `_accounts`, least recently used first when there is a cap (`keep_in_use`):
         # past it, `evict` holds the oldest as what `_freeze` makes of them, for `_thaw` to build again.
         self._in_use_limit: int | None = None
@@ -611,7 +613,7 @@ class Classifier:
         key: AccountKey,
         sellers: Iterable[str],
         deadlines: Iterable[datetime],
-        view: SavedView,
+        view: SavedView | None,
         saved: object,
         thaw: Thaw,
     ) -> bool:
@@ -739,7 +741,13 @@ class Classifier:
             ]
             moved.sort()
             old = undo.get(key)
-            out.append(AccountChange(key, acct, tuple(moved), acct.seq - (0 if old is None else old[8])))
+            if old is None:
+                out.append(AccountChange(key, acct, tuple(moved), acct.seq, True))
+            else:
+                fields_moved = (
+                    old[2] is not acct.relationship or old[3] is not acct.delegated_admin or old[5] is not acct.status
+                )
+                out.append(AccountChange(key, acct, tuple(moved), acct.seq - old[8], fields_moved))
         return out
 
     def pending_changes(self) -> dict[AccountKey, AccountState]:

@@ -187,9 +187,7 @@ def input_end_offsets(settings: Settings) -> dict[int, int]:
     try:
         md = c.list_topics(settings.subscription_topic, timeout=10)
         parts = sorted(md.topics[settings.subscription_topic].partitions)
-        return {
-            p: c.get_watermark_offsets(TopicPartition(settings.subscription_topic, p), timeout=10)[1] for p in parts
-        }
+        return {p: _high_watermark(c, settings.subscription_topic, p) for p in parts}  # a restarted broker: asked again
     finally:
         c.close()
 

@@ -24,6 +24,7 @@ from multichannel.model import (
     Channel,
     Event,
     PartnerProgramChanged,
+    Program,
     SubscriptionCancelled,
     SubscriptionPurchased,
 )
@@ -130,15 +131,16 @@ def test_a_restore_from_the_compacted_changelog_rebuilds_every_account() -> None
 
 
 def test_what_an_event_writes_does_not_grow_with_the_account() -> None:
-    """An account of 2,000 subscriptions and one of 20: one more purchase writes the account's own record and
-    that subscription, the same bytes but for the open dedup page, whatever the account holds."""
+    """An account of 2,000 subscriptions and one of 20: one more purchase writes that subscription alone (with
+    the account's progress: its sequence, clock and open dedup page), the same bytes but for the open dedup
+    page, whatever the account holds."""
     written = {}
     for size in (20, 2_000):
         store = new_store()
         batch(store, [purchase(f"e{i}", f"S{i:05}") for i in range(size)], CLOCK_START)
         records = batch(store, [purchase("e-next", "S-next")], CLOCK_START + timedelta(hours=1))
         keys = sorted(key for _p, key, _v in records)
-        assert keys == [b"P1:C1", b"P1:C1\x1fsS-next"]
+        assert keys == [b"P1:C1\x1fsS-next"], "the subscription, carrying the account's progress"
         written[size] = sum(len(k) + len(v) for _p, k, v in records)
     assert written[2_000] <= written[20] + 100, written  # the open dedup page differs, by < 16 ids
     assert written[2_000] < 2_048
@@ -237,7 +239,7 @@ def test_a_cancellation_rewrites_its_subscription_only() -> None:
     batch(store, [purchase(f"e{i}", f"S{i}") for i in range(50)], CLOCK_START)
     cancel = SubscriptionCancelled("c1", datetime(2026, 2, 1, tzinfo=UTC), "P1", "C1", "S7")
     records = batch(store, [cancel], CLOCK_START + timedelta(days=40))
-    assert sorted(k for _p, k, _v in records) == [b"P1:C1", b"P1:C1\x1fsS7"]
+    assert sorted(k for _p, k, _v in records) == [b"P1:C1\x1fsS7"]
 
 
 def test_accounts_past_the_in_use_limit_are_held_frozen_and_nothing_else_changes() -> None:
@@ -280,3 +282,21 @@ def test_an_earlier_release_writing_after_this_one_is_refused_at_the_restore() -
     values[b"P1:C1"] = base64.b64decode(line["value"])
     with pytest.raises(MixedReleases, match="rolling upgrade is not supported"):
         restored(values, store.classifier)
+
+
+def test_the_partner_view_is_written_when_it_moves_and_a_restore_reads_it() -> None:
+    """The view goes with the account's first write, not with every event after it; a partner change that
+    moves it writes it again; a store restored from the changelog holds the account as current (nothing to
+    re-evaluate), and one restored from a changelog that lost the latest view re-evaluates it."""
+    store = new_store()
+    first = batch(store, [purchase("e1", "S1", seller="P9")], CLOCK_START)
+    assert b"P1:C1\x1fv" in {k for _p, k, _v in first}
+    second = batch(store, [purchase("e2", "S2", seller="P9")], CLOCK_START)
+    assert b"P1:C1\x1fv" not in {k for _p, k, _v in second}
+    change = PartnerProgramChanged("pe-1", datetime(2026, 1, 3, tzinfo=UTC), "P1", Program.CSP_DIRECT, ())
+    third = batch(store, [change], CLOCK_START + timedelta(days=1))
+    assert b"P1:C1\x1fv" in {k for _p, k, _v in third}
+    values = compacted(first + second + third)
+    assert restored(values, store.classifier).pending_reconcile == set()
+    stale = compacted(first + second + [r for r in third if r[1] != b"P1:C1\x1fv"])
+    assert restored(stale, store.classifier).pending_reconcile == {("P1", "C1")}
