@@ -5,15 +5,21 @@ The changelog is internal to the service, so it need not be the nested Avro reco
 a batch writes what it changed and no more, and compaction keeps the latest of each:
 
     account          `partner:customer`                 0x03 A [partner, customer, relationship, delegated_admin,
-                                                                status, evaluated_at, seq, partner_view, open_page]
-    subscription     `partner:customer` 0x1f s <id>     0x03 S [seller, pending deadline] \n
+                                                                status, progress]
+    subscription     `partner:customer` 0x1f s <id>     0x03 S [seller, pending deadline, progress or null] \n
                                                                 [id, purchase, cancellation, renewal, verdict]
+    partner view     `partner:customer` 0x1f v          0x03 V {"": rule book version, partner id: event id}
     dedup page       `partner:customer` 0x1f d <slot>   0x03 D [first position, event ids]
 
-An event writes its account's record (about 200 bytes and the open dedup page) and the subscription it
-moved; a partner change or a term end writes the subscriptions whose verdict it moved. The dedup window
-(the account's last `dedup_window` event ids, `seq` of them over its life) is kept in pages of
-`DEDUP_PAGE` ids: the open page in the account's record, and each full page once, under slot
+An account's *progress* is [seq, evaluated_at, open dedup page]: the count of event ids it has taken,
+the clock of its latest evaluation, and its dedup window's ids since its last full page. An event writes
+the subscription it moved, carrying the progress (a few hundred bytes, whatever the account holds); the
+account's own record is written, with the progress, when its relationship, delegated admin or status
+moves (or it is new, or no subscription moved), and a restore takes the latest progress (highest seq,
+then latest clock) among the account's records. The partner view (what its verdicts depend on outside
+it) is written when it is not the one last written. A partner change or a term end writes the
+subscriptions whose verdict it moved. The dedup window (the account's last `dedup_window` event ids) is
+kept in pages of `DEDUP_PAGE` ids: the open page in the progress, and each full page once, under slot
 `page % page_slots(window)`. A restore reads the account records and only the header line of each
 subscription (its seller for the partner index, its term end for the timers); the rest is decoded on the
 account's first use. Flags are [active, occurred_at, event_id], events arrays of their fields (the
