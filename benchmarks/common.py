@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import urllib.request
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,3 +142,20 @@ def last_error_line(log: Path) -> str:
 
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")[:24]
+
+
+def scrape_metrics(log: Any) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+    """The service's /metrics as family name -> samples (name, labels, value); {} when not reachable."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = ops_port(log)
+    if port is None:
+        return {}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    return {
+        f.name: [(s.name, dict(s.labels), s.value) for s in f.samples] for f in text_string_to_metric_families(text)
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
@@ -14,7 +13,7 @@ from pathlib import Path
 import psutil
 from confluent_kafka import Consumer, Producer
 
-from benchmarks.common import PHASES, BenchError, Workload, ops_port
+from benchmarks.common import PHASES, BenchError, Workload, scrape_metrics
 from benchmarks.variants import Launch, running
 from config.settings import Settings
 from consumers.topics import ensure_topics
@@ -221,23 +220,10 @@ def _paced(probe: _Probe, meter: CpuMeter, rate: float, seconds: float, left: in
 def _batch_phases(log: Path) -> dict[str, list[tuple[float, float]]]:
     """The service's phase histograms as (upper bound, cumulative count) per phase; {} for a variant
     without them (the passthrough, the peer)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    port = ops_port(log)
-    if port is None:
-        return {}
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
     out: dict[str, list[tuple[float, float]]] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != "multichannel_batch_phase_seconds":
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_bucket"):
-                out.setdefault(sample.labels["phase"], []).append((float(sample.labels["le"]), sample.value))
+    for name, labels, value in scrape_metrics(log).get("multichannel_batch_phase_seconds", ()):
+        if name.endswith("_bucket"):
+            out.setdefault(labels["phase"], []).append((float(labels["le"]), value))
     return out
 
 

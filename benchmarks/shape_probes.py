@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from benchmarks.common import BenchError, last_error_line, ops_port
+from benchmarks.common import BenchError, last_error_line, scrape_metrics
 from config.settings import Settings
 
 
@@ -56,23 +55,6 @@ class Committed:
 
     def close(self) -> None:
         self.watcher.close()
-
-
-def scrape_metrics(log: Any) -> dict[str, list[tuple[str, dict[str, str], float]]]:
-    """The service's /metrics as family name -> samples (name, labels, value); {} when not reachable."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    port = ops_port(log)
-    if port is None:
-        return {}
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
-    return {
-        f.name: [(s.name, dict(s.labels), s.value) for s in f.samples] for f in text_string_to_metric_families(text)
-    }
 
 
 def _last_abort(log: Any) -> str | None:

@@ -10,9 +10,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from benchmarks.common import BenchError, ShapeOptions, last_error_line, log_event
+from benchmarks.common import BenchError, ShapeOptions, last_error_line, log_event, scrape_metrics
 from benchmarks.shape_events import EventDict, encode_events, murmur2_partition
-from benchmarks.shape_probes import Stuck, decision_reader, scrape_metrics, topic_ends
+from benchmarks.shape_probes import Stuck, decision_reader, topic_ends
 from benchmarks.variants import Variants, running
 from benchmarks.workload import produce_all
 from config.registry import registry_client
