@@ -30,7 +30,7 @@ from multichannel.model import (
 )
 from multichannel.state import AccountState
 from schemas import ACCOUNT_STATE, parsed_schema
-from tests.unit.test_engine_restore import CLOCK_START, events
+from tests.unit.test_engine_restore import CLOCK_START, events, fixture_run
 
 DATA = Path(__file__).parent / "data"
 PARTITION = 0
@@ -185,13 +185,7 @@ def test_values_of_every_earlier_format_restore_and_are_rewritten_whole_once() -
     """Fixtures written by earlier releases (0x00 Avro, 0x01, 0x02) restore to the accounts their run held; an
     account's first change writes it whole in 0x03 (every subscription), and later ones only what moved;
     a restore of the changelog that then mixes 0x03 with earlier values gives the same accounts."""
-    engine = Classifier(transactional=False)
-    clock = CLOCK_START
-    for i, ev in enumerate(events(7)):
-        if i % 20 == 0:
-            clock += timedelta(days=7)
-            engine.fire_due(clock)
-        engine.apply(ev, clock)
+    engine, clock = fixture_run()
     expected = {key: state for key in sorted(engine) if (state := engine.get(key)) is not None}
     for name, first_byte in (("changelog_v0.jsonl", 0), ("changelog_v1.jsonl", 1), ("changelog_v2.jsonl", 2)):
         lines = [json.loads(line) for line in (DATA / name).open()]

@@ -65,6 +65,19 @@ def events(seed: int) -> list[Event]:
     return [parse_event(item) for item in WorkloadGenerator(spec).events() if isinstance(item, dict)]
 
 
+def fixture_run() -> tuple[Classifier, datetime]:
+    """The run whose accounts the changelog fixtures in `data/` hold (written by earlier releases): stream 7,
+    a week of clock per 20 events, due term ends fired first; and its last clock."""
+    engine = Classifier(transactional=False)
+    clock = CLOCK_START
+    for i, ev in enumerate(events(7)):
+        if i % 20 == 0:
+            clock += timedelta(days=7)
+            engine.fire_due(clock)
+        engine.apply(ev, clock)
+    return engine, clock
+
+
 def record_key(r: OutputRecord) -> tuple[str, ...]:
     if isinstance(r, SubscriptionDecision):
         return ("decision", r.partner_id, r.customer_id, r.subscription_id)
@@ -360,13 +373,7 @@ def test_a_changelog_written_in_format_01_reads_as_the_accounts_it_saved() -> No
     their headers read as before, and each is written again as 0x02 without a change and smaller. Their
     partner views, in the earlier `version|eid,...` form, are still current for the same partner table:
     holding them re-evaluates nothing."""
-    engine = Classifier(transactional=False)
-    clock = CLOCK_START
-    for i, ev in enumerate(events(7)):
-        if i % 20 == 0:
-            clock += timedelta(days=7)
-            engine.fire_due(clock)
-        engine.apply(ev, clock)
+    engine, _clock = fixture_run()
     lines = [json.loads(line) for line in (Path(__file__).parent / "data" / "changelog_v1.jsonl").open()]
     assert len(lines) == len(engine) > 30
     old_values = [base64.b64decode(line["value"]) for line in lines]
