@@ -43,20 +43,34 @@ def register(app: typer.Typer) -> None:
         output: Annotated[
             Path | None, typer.Option("--output", "-o", help="Write records here (default: standard output).")
         ] = None,
+        rulebook_name: Annotated[
+            str | None,
+            typer.Option(
+                "--rulebook",
+                help="The rule book that decides: seed (2026-11.1) or current (2026-12.1); "
+                "default MULTICHANNEL_RULEBOOK, else seed.",
+            ),
+        ] = None,
     ) -> None:
         """Classify events (JSON lines on stdin) into decisions, statuses and dead letters (JSON lines on stdout)."""
         from config.settings import Settings
         from consumers.classify_runner import classify_stream
         from consumers.runtime import tune_gc
         from multichannel.engine import Classifier
+        from multichannel.rulebooks import rulebook
 
         tune_gc()
+        settings = Settings()
+        try:
+            book = rulebook(rulebook_name or settings.rulebook)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--rulebook") from exc
 
         as_of_ts = parse_as_of(as_of) if as_of is not None else None
         source = input_file.open("rb") if input_file is not None else sys.stdin.buffer
         sink = output.open("wb") if output is not None else sys.stdout.buffer
         try:
-            engine = Classifier(transactional=False, dedup_window=Settings().dedup_window)
+            engine = Classifier(transactional=False, dedup_window=settings.dedup_window, rulebook=book)
             counts = classify_stream(source, sink, as_of=as_of_ts, engine=engine)
         finally:
             if input_file is not None:

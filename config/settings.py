@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         "max.message.bytes at start (capped by the producer's message.max.bytes). An account whose record "
         "is larger has its events of the batch dead-lettered (RECORD_REFUSED) instead of stopping the partition.",
     )
+    rulebook: Literal["seed", "current"] = Field(
+        "seed",
+        description="The rule book that decides: `seed` (the multichannel page as written, version 2026-11.1) or "
+        "`current` (Partner Center as it is now, version 2026-12.1). Restarting every instance with the other book "
+        "re-evaluates each restored account once and emits only the decisions that change (docs/architecture.md).",
+    )
     application_id: str = Field(
         "multichannel-classifier", description="Consumer group id and prefix of internal topics."
     )

@@ -59,6 +59,7 @@ from consumers.store import AccountStore
 from consumers.watchdog import Watchdog
 from deploy.acls import missing_rights, service_acls
 from multichannel.engine import Classifier
+from multichannel.rulebooks import rulebook
 
 log = get_logger("multichannel.service")
 
@@ -202,7 +203,7 @@ class _Session:
         self.codec = ServiceCodec(self.s)
         conf = service._client_conf
         self.store = AccountStore(
-            Classifier(dedup_window=self.s.dedup_window),
+            Classifier(dedup_window=self.s.dedup_window, rulebook=rulebook(self.s.rulebook)),
             self.s.input_partitions,
             self.codec.decode_states,
             accounts_in_use=self.s.accounts_in_use,

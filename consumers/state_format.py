@@ -55,6 +55,7 @@ from multichannel.model import (
     CSP_PROGRAMS,
     BillingModel,
     Channel,
+    Commerce,
     CustomerStatus,
     Decision,
     NextAction,
@@ -110,8 +111,11 @@ CODES: Final[dict[type[Enum], tuple[str, ...]]] = {
         "PURCHASED_FROM_PARTNER_AS_ADVISOR",
         "PURCHASED_FROM_NON_CSP_THIRD_PARTY",
         "RESELLER_WITHOUT_INDIRECT_PROVIDER",
+        "NCE_TRANSFER_AVAILABLE",
+        "EA_BILLING_TRANSFER_AVAILABLE",
+        "TRANSFER_NEEDS_RELATIONSHIP",
     ),
-    Rule: ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10"),
+    Rule: ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "T1", "T2", "T3", "E1", "E2"),
     NextAction: (
         "OFFER_CSP_SUBSCRIPTION",
         "REQUEST_AZURE_PARTNER_SWITCH",
@@ -126,6 +130,10 @@ CODES: Final[dict[type[Enum], tuple[str, ...]]] = {
         "REQUEST_DELEGATED_ADMIN_FOR_RESELLER",
         "SUPPORT_UNDER_RELATIONSHIP",
         "LINK_INDIRECT_PROVIDER",
+        "REQUEST_PARTNER_TRANSFER",
+        "REQUEST_EA_BILLING_TRANSFER",
+        "SEND_RESELLER_INVITATION_TO_CUSTOMER",
+        "WAIT_FOR_TERM_END",
     ),
     CustomerStatus: ("MULTICHANNEL", "SINGLE_CHANNEL", "NOT_ELIGIBLE"),
 }
@@ -158,6 +166,8 @@ _READ_TABLES = {
     COMPACT_V2: _tables(lambda enum: tuple(enum(code) for code in CODES[enum])),  # codes by index
 }
 _UTC_Z = orjson.OPT_UTC_Z
+_LEGACY = Commerce.LEGACY
+_COMMERCE = {m.value: m for m in Commerce}
 
 
 class StateFormatError(ValueError):
@@ -165,7 +175,12 @@ class StateFormatError(ValueError):
 
 
 def _flag(f: Flag | None) -> list[Any] | None:
-    return None if f is None else [f.active, f.occurred_at, f.event_id]
+    """[active, occurred_at, event_id], then a grant's GDAP expiry when it has one (contract 1.1)."""
+    if f is None:
+        return None
+    if f.expires_at is None:
+        return [f.active, f.occurred_at, f.event_id]
+    return [f.active, f.occurred_at, f.event_id, f.expires_at]
 
 
 def _verdict(v: Verdict | None) -> tuple[Any, ...] | None:
@@ -194,27 +209,39 @@ class Header(NamedTuple):
 
 
 def _subscription(s: Subscription) -> tuple[Any, ...]:
-    """A subscription as format 0x02 and 0x03 write it: [id, purchase, cancellation, renewal, verdict]."""
+    """A subscription as format 0x02 and 0x03 write it: [id, purchase, cancellation, renewal, verdict]. Contract
+    1.1's fields follow the fields of a purchase ([commerce, cancellation_allowed_until]) or a renewal
+    ([cancellation_allowed_until]) only when one is not its default, so that what an earlier release wrote
+    reads as the defaults and a stream without them costs no byte more."""
     p, c, r = s.purchase, s.cancellation, s.renewal
     return (
         s.subscription_id,
-        None
-        if p is None
-        else (
-            p.event_id,
-            p.occurred_at,
-            p.offer_id,
-            _BILLING_IX[p.billing_model._value_],
-            _CHANNEL_IX[p.channel._value_],
-            p.seller_partner_id,
-            p.quantity,
-            p.term_start,
-            p.term_end,
-        ),
+        None if p is None else _purchase(p),
         None if c is None else (c.event_id, c.occurred_at),
-        None if r is None else (r.event_id, r.occurred_at, r.term_end),
+        None
+        if r is None
+        else (r.event_id, r.occurred_at, r.term_end)
+        if r.cancellation_allowed_until is None
+        else (r.event_id, r.occurred_at, r.term_end, r.cancellation_allowed_until),
         _verdict(s.verdict),
     )
+
+
+def _purchase(p: SubscriptionPurchased) -> tuple[Any, ...]:
+    fields = (
+        p.event_id,
+        p.occurred_at,
+        p.offer_id,
+        _BILLING_IX[p.billing_model._value_],
+        _CHANNEL_IX[p.channel._value_],
+        p.seller_partner_id,
+        p.quantity,
+        p.term_start,
+        p.term_end,
+    )
+    if p.commerce is _LEGACY and p.cancellation_allowed_until is None:
+        return fields
+    return (*fields, p.commerce._value_, p.cancellation_allowed_until)
 
 
 def _status(acct: Account) -> list[Any] | None:
@@ -271,7 +298,9 @@ def _day(text: str | None) -> date | None:
 
 
 def _flag_in(f: list[Any] | None) -> Flag | None:
-    return None if f is None else Flag(f[0], _ts(f[1]), f[2])
+    if f is None:
+        return None
+    return Flag(f[0], _ts(f[1]), f[2], _ts(f[3]) if len(f) > 3 and f[3] is not None else None)
 
 
 def _check(value: bytes) -> _Tables:
@@ -338,9 +367,14 @@ def _subscription_in(
             p[6],
             _day(p[7]),
             _day(p[8]),
+            *(() if len(p) < 10 else (_COMMERCE[p[9]], _day(p[10]))),
         ),
         None if c is None else SubscriptionCancelled(c[0], _ts(c[1]), pid, cid, sid),
-        None if r is None else SubscriptionRenewed(r[0], _ts(r[1]), pid, cid, sid, date.fromisoformat(r[2])),
+        None
+        if r is None
+        else SubscriptionRenewed(
+            r[0], _ts(r[1]), pid, cid, sid, date.fromisoformat(r[2]), _day(r[3]) if len(r) > 3 else None
+        ),
         None
         if v is None
         else Verdict(
@@ -472,12 +506,10 @@ def _subscription_value(sub: Subscription, progress: list[Any] | None) -> bytes:
     """A subscription's 0x03 value: a header line [seller, pending deadline, the account's progress or null]
     that a restore reads without decoding the rest, then the subscription as format 0x02 writes it."""
     p = sub.purchase
-    return (
-        _SUBSCRIPTION_V3
-        + orjson.dumps([None if p is None else p.seller_partner_id, sub.deadline, progress], None, _UTC_Z)
-        + b"\n"
-        + orjson.dumps(_subscription(sub), None, _UTC_Z)
-    )
+    head = [None if p is None else p.seller_partner_id, sub.deadline, progress]
+    if sub.window_end is not None:  # contract 1.1: the cancellation window's end, a timer of `current`
+        head.append(sub.window_end)
+    return _SUBSCRIPTION_V3 + orjson.dumps(head, None, _UTC_Z) + b"\n" + orjson.dumps(_subscription(sub), None, _UTC_Z)
 
 
 _JOIN = b"\x00"
@@ -529,18 +561,21 @@ def read_entities(
             raise StateFormatError(f"changelog value format {value[:2].hex()} is not an 0x03 account record")
         fields = loads(value[2:])
         order = _progress_order(fields[5], times)
+        admin = fields[3]  # a GDAP expiry is a timer of the account's own
+        deadlines = {admin[3]} if admin is not None and admin[0] and len(admin) > 3 and admin[3] is not None else set()
         sellers: set[str] = set()
-        deadlines: set[str] = set()
         view = None
         parts = entities.get(key, no_entities)
         for v in parts:
             kind = v[1]
             if kind == _S:
-                seller, deadline, progress = loads(v[2 : v.index(b"\n")])
+                seller, deadline, progress, *window_end = loads(v[2 : v.index(b"\n")])
                 if seller is not None:
                     sellers.add(seller)
                 if deadline is not None:
                     deadlines.add(deadline)
+                if window_end:
+                    deadlines.add(window_end[0])
                 if progress is not None and (later := _progress_order(progress, times)) > order:
                     order = later
             elif kind == _V:
@@ -635,20 +670,27 @@ PARTNER_ENTRY_FORMAT: Final = b"\x03P"
 
 
 def encode_partner_entry(partner_id: str, entry: PartnerEntry) -> bytes:
-    """A partner-table value: `0x03 P` and [partner, program, providers, occurred_at, event_id, recent_ids]."""
+    """A partner-table value: `0x03 P` and [partner, program, providers, occurred_at, event_id, recent_ids], then
+    `true` when the partner is an Azure Expert MSP (contract 1.1; absent, as an earlier release wrote it, is false)."""
     occurred_at, event_id = entry.order
-    return PARTNER_ENTRY_FORMAT + orjson.dumps(
-        [partner_id, entry.program._value_, entry.indirect_provider_ids, occurred_at, event_id, entry.recent_event_ids],
-        None,
-        _UTC_Z,
-    )
+    fields = [
+        partner_id,
+        entry.program._value_,
+        entry.indirect_provider_ids,
+        occurred_at,
+        event_id,
+        entry.recent_event_ids,
+    ]
+    if entry.azure_expert_msp:
+        fields.append(True)
+    return PARTNER_ENTRY_FORMAT + orjson.dumps(fields, None, _UTC_Z)
 
 
 def decode_partner_entry(value: bytes) -> tuple[str, PartnerEntry]:
     """The partner id and entry of a partner-table value (StateFormatError for any other value)."""
     if not value.startswith(PARTNER_ENTRY_FORMAT):
         raise StateFormatError(f"partner table value format {value[:2].hex() or 'empty'} is not 0350")
-    pid, program_code, providers, occurred_at, event_id, recent = orjson.loads(value[2:])
+    pid, program_code, providers, occurred_at, event_id, recent, *more = orjson.loads(value[2:])
     program = Program(program_code)
     return pid, PartnerEntry(
         program,
@@ -657,4 +699,5 @@ def decode_partner_entry(value: bytes) -> tuple[str, PartnerEntry]:
         event_id,
         tuple(recent),
         program in CSP_PROGRAMS,
+        bool(more and more[0]),
     )

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from multichannel.model import (
-    RULEBOOK_VERSION,
     AccountEvent,
     AccountKey,
     DelegatedAdminGranted,
@@ -32,10 +31,12 @@ from multichannel.model import (
 )
 from multichannel.partners import ABSENT, PartnerTable
 from multichannel.records import CustomerStatusRecord, OutputRecord, SubscriptionDecision
-from multichannel.rules import AccountContext, classify_subscription, customer_status
+from multichannel.rulebooks import SEED, RuleBook
+from multichannel.rules import AccountContext, customer_status
 from multichannel.state import (
     Account,
     AccountState,
+    Flag,
     Subscription,
     SubscriptionParts,
     UndoCopy,
@@ -130,16 +131,22 @@ class Classifier:
         self,
         *,
         dedup_window: int = 256,
-        rulebook_version: str = RULEBOOK_VERSION,
+        rulebook: RuleBook = SEED,
+        rulebook_version: str | None = None,
         transactional: bool = True,
         partners: PartnerTable | None = None,
     ) -> None:
-        """`transactional=False` (offline `classify`) keeps no undo log: nothing is ever rolled back.
-        `partners` shares a table between classifiers (a host that keeps accounts elsewhere and builds
-        a classifier per account)."""
+        """`rulebook` decides (`multichannel.rulebooks`); every record carries its version, or
+        `rulebook_version` when given (tests of a version change). `transactional=False` (offline `classify`)
+        keeps no undo log: nothing is ever rolled back. `partners` shares a table between classifiers (a
+        host that keeps accounts elsewhere and builds a classifier per account)."""
         self.partners = PartnerTable(dedup_window) if partners is None else partners
         self._transactional = transactional
-        self.rulebook_version = rulebook_version
+        self.rulebook = rulebook
+        self.rulebook_version = rulebook.version if rulebook_version is None else rulebook_version
+        self._classify = rulebook.classify
+        self._windows = rulebook.cancellation_windows
+        self._admin_expiry = rulebook.admin_expiry
         self._window = dedup_window
         self._accounts: dict[AccountKey, Account] = {}
         # Restored accounts not touched yet, as their saved payloads: a restore costs no decoding, and an
@@ -244,6 +251,8 @@ class Classifier:
                 deadline = sub.deadline
                 if deadline is not None and deadline > clock:
                     self._schedule(deadline, key)
+                if self._windows and (window_end := sub.window_end) is not None and window_end > clock:
+                    self._schedule(window_end, key)
                 self._evaluate_one(acct, sub, clock, eid, records)
             return records
         ctx = acct.context
@@ -253,10 +262,17 @@ class Classifier:
             if flag is not old and ctx is not None:
                 ctx.relationship = flag is not None and flag.active
         else:
+            granted = kind is DelegatedAdminGranted
+            expires = event.expires_at if granted else None  # type: ignore[union-attr]
             old = acct.delegated_admin
-            flag = acct.delegated_admin = merge_flag(old, kind is DelegatedAdminGranted, event.occurred_at, eid)
-            if flag is not old and ctx is not None:
-                ctx.delegated_admin = flag is not None and flag.active
+            flag = acct.delegated_admin = merge_flag(old, granted, event.occurred_at, eid, expires)
+            if flag is not old:
+                if ctx is not None:
+                    ctx.delegated_admin = self._admin_at(flag, clock)
+                if self._admin_expiry and flag is not None and flag.active:
+                    end = flag.expires_at
+                    if end is not None and end > clock:
+                        self._schedule(end, key)
         if flag is not old:  # else an older flag event: only the dedup window moved
             self._evaluate(acct, clock, eid, records)
         return records
@@ -347,7 +363,7 @@ class Classifier:
                 if (
                     acct is None
                     or (acct.evaluated_at is not None and acct.evaluated_at >= deadline)
-                    or not any(sub.deadline == deadline for sub in acct.subscriptions.values())
+                    or not self._due(acct, deadline)
                 ):
                     continue
                 if transactional:
@@ -366,6 +382,38 @@ class Classifier:
                 break
         return records
 
+    def _due(self, acct: Account, deadline: datetime) -> bool:
+        """Whether one of the account's timers that the rule book reads falls at `deadline`: a term end, and in
+        `current` a cancellation window's end or the delegated admin's expiry (a renewal, a cancellation or a
+        newer grant may have moved the one that was scheduled)."""
+        subs = acct.subscriptions.values()
+        if any(sub.deadline == deadline for sub in subs):
+            return True
+        if self._admin_expiry:
+            admin = acct.delegated_admin
+            if admin is not None and admin.active and admin.expires_at == deadline:
+                return True
+        return self._windows and any(sub.window_end == deadline for sub in subs)
+
+    def timers_of(self, acct: Account) -> list[datetime]:
+        """The account's timer instants that the rule book reads, each once, pending or not: what a host saves
+        with it so that a restore schedules them again (those at or before `evaluated_at` have passed)."""
+        subs = acct.subscriptions.values()
+        at = {d for sub in subs if (d := sub.deadline) is not None}
+        if self._windows:
+            at.update(w for sub in subs if (w := sub.window_end) is not None)
+        admin = acct.delegated_admin
+        if self._admin_expiry and admin is not None and admin.active and admin.expires_at is not None:
+            at.add(admin.expires_at)
+        return sorted(at)
+
+    def _admin_at(self, flag: Flag | None, clock: datetime) -> bool:
+        """The delegated admin in force at `clock`: the latest grant or revocation, which in `current` ends at
+        the grant's GDAP expiry."""
+        if flag is None:
+            return False
+        return flag.active_at(clock) if self._admin_expiry else flag.active
+
     # ------------------------------------------------------------------ evaluation
     def _context(self, acct: Account, clock: datetime) -> AccountContext:
         """The account as the rules see it at `clock`. Kept on the account between events: a flag event
@@ -376,7 +424,7 @@ class Classifier:
             partners = self.partners
             entries = partners.entries
             entry = entries.get(acct.partner_id, ABSENT)
-            rel, admin = acct.relationship, acct.delegated_admin
+            rel = acct.relationship
             ctx = acct.context = AccountContext(  # positional: keyword arguments cost measurably here
                 acct.partner_id,
                 entry.program,
@@ -384,12 +432,15 @@ class Classifier:
                 entries.get(acct.customer_id, ABSENT).in_csp,
                 entry.indirect_provider_ids,
                 rel is not None and rel.active,
-                admin is not None and admin.active,
+                self._admin_at(acct.delegated_admin, clock),
                 clock,
                 partners,
+                entry.azure_expert_msp,
             )
         else:
             ctx.clock = clock
+            if self._admin_expiry:  # a GDAP expiry moves with the clock
+                ctx.delegated_admin = self._admin_at(acct.delegated_admin, clock)
         return ctx
 
     def _evaluate_one(
@@ -399,7 +450,7 @@ class Classifier:
         stored verdicts are current because due timers fire before events: the counts and the
         multichannel tally of the account say the rest of the status."""
         ctx = self._context(acct, clock)
-        verdict = classify_subscription(ctx, sub)
+        verdict = self._classify(ctx, sub)
         old = sub.verdict
         if verdict == old:
             return
@@ -437,7 +488,7 @@ class Classifier:
             if sub.purchase is None:
                 continue
             classified = True
-            verdict = classify_subscription(ctx, sub)
+            verdict = self._classify(ctx, sub)
             old = sub.verdict
             if verdict != old:
                 if marks is not None and sid not in marks:
@@ -700,8 +751,8 @@ class Classifier:
                 p = sub.purchase
                 if p is not None and p.seller_partner_id is not None:
                     _add_to(self._by_seller, p.seller_partner_id, key)
-                deadline = sub.deadline
-                if deadline is not None and (passed is None or deadline > passed):
+            for deadline in self.timers_of(acct):
+                if passed is None or deadline > passed:
                     self._schedule(deadline, key)
 
     def drop(self, keys: Iterable[AccountKey]) -> None:

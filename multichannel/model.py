@@ -13,6 +13,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 RULEBOOK_VERSION = "2026-11.1"
+"""The version of the `seed` rule book (the default); `multichannel.rulebooks` names every book."""
 
 AccountKey = tuple[str, str]
 """(partner_id, customer_id): one CSP partner's view of one customer."""
@@ -32,6 +33,13 @@ class EventType(StrEnum):
 class BillingModel(StrEnum):
     LICENSE = "license"
     USAGE = "usage"
+
+
+class Commerce(StrEnum):
+    """The commerce platform of a license-based subscription (contract 1.1; `legacy` when absent)."""
+
+    LEGACY = "legacy"
+    NCE = "nce"
 
 
 class Channel(StrEnum):
@@ -81,6 +89,9 @@ class Reason(StrEnum):
     PURCHASED_FROM_PARTNER_AS_ADVISOR = "PURCHASED_FROM_PARTNER_AS_ADVISOR"
     PURCHASED_FROM_NON_CSP_THIRD_PARTY = "PURCHASED_FROM_NON_CSP_THIRD_PARTY"
     RESELLER_WITHOUT_INDIRECT_PROVIDER = "RESELLER_WITHOUT_INDIRECT_PROVIDER"
+    NCE_TRANSFER_AVAILABLE = "NCE_TRANSFER_AVAILABLE"
+    EA_BILLING_TRANSFER_AVAILABLE = "EA_BILLING_TRANSFER_AVAILABLE"
+    TRANSFER_NEEDS_RELATIONSHIP = "TRANSFER_NEEDS_RELATIONSHIP"
 
 
 class Rule(StrEnum):
@@ -94,6 +105,11 @@ class Rule(StrEnum):
     R8 = "R8"
     R9 = "R9"
     R10 = "R10"
+    T1 = "T1"
+    T2 = "T2"
+    T3 = "T3"
+    E1 = "E1"
+    E2 = "E2"
 
 
 class NextAction(StrEnum):
@@ -110,6 +126,10 @@ class NextAction(StrEnum):
     REQUEST_DELEGATED_ADMIN_FOR_RESELLER = "REQUEST_DELEGATED_ADMIN_FOR_RESELLER"
     SUPPORT_UNDER_RELATIONSHIP = "SUPPORT_UNDER_RELATIONSHIP"
     LINK_INDIRECT_PROVIDER = "LINK_INDIRECT_PROVIDER"
+    REQUEST_PARTNER_TRANSFER = "REQUEST_PARTNER_TRANSFER"
+    REQUEST_EA_BILLING_TRANSFER = "REQUEST_EA_BILLING_TRANSFER"
+    SEND_RESELLER_INVITATION_TO_CUSTOMER = "SEND_RESELLER_INVITATION_TO_CUSTOMER"
+    WAIT_FOR_TERM_END = "WAIT_FOR_TERM_END"
 
 
 class CustomerStatus(StrEnum):
@@ -136,6 +156,10 @@ class SubscriptionPurchased:
     quantity: int | None
     term_start: date | None
     term_end: date | None
+    commerce: Commerce = Commerce.LEGACY
+    """Contract 1.1: `legacy` when absent, and for usage (ignored there)."""
+    cancellation_allowed_until: date | None = None
+    """Contract 1.1: the last day of the NCE cancellation window of the purchased term (None for usage)."""
     event_type: EventType = EventType.SUBSCRIPTION_PURCHASED
 
 
@@ -157,6 +181,8 @@ class SubscriptionRenewed:
     customer_id: str
     subscription_id: str
     term_end: date
+    cancellation_allowed_until: date | None = None
+    """Contract 1.1: the new term's cancellation window (None: no window in the new term)."""
     event_type: EventType = EventType.SUBSCRIPTION_RENEWED
 
 
@@ -184,6 +210,8 @@ class DelegatedAdminGranted:
     occurred_at: datetime
     partner_id: str
     customer_id: str
+    expires_at: datetime | None = None
+    """Contract 1.1: the end of the GDAP relationship (None: no end)."""
     event_type: EventType = EventType.DELEGATED_ADMIN_GRANTED
 
 
@@ -203,6 +231,8 @@ class PartnerProgramChanged:
     partner_id: str
     program: Program
     indirect_provider_ids: tuple[str, ...]
+    azure_expert_msp: bool = False
+    """Contract 1.1: a direct-bill partner certified as Azure Expert MSP (False when absent)."""
     event_type: EventType = EventType.PARTNER_PROGRAM_CHANGED
 
 

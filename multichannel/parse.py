@@ -19,6 +19,7 @@ from multichannel.errors import InvalidField, UnknownEventType
 from multichannel.model import (
     BillingModel,
     Channel,
+    Commerce,
     DelegatedAdminGranted,
     DelegatedAdminRevoked,
     Event,
@@ -35,6 +36,7 @@ from multichannel.model import (
 _BILLING = {m.value: m for m in BillingModel}
 _CHANNEL = {m.value: m for m in Channel}
 _PROGRAM = {m.value: m for m in Program}
+_COMMERCE = {m.value: m for m in Commerce}
 _SELLER_REQUIRED = frozenset({Channel.CSP, Channel.THIRD_PARTY})
 _SELLER_OPTIONAL = frozenset({Channel.ADVISOR, Channel.SYNDICATION})
 _TIMESTAMP_FORM = re.compile(
@@ -51,6 +53,7 @@ MAX_PROVIDERS = 100
 MAX_QUANTITY = 2**31 - 1
 """The largest seat count the Avro `int` of the input and changelog schemas can carry."""
 _LICENSE, _RESELLER = BillingModel.LICENSE, Program.CSP_INDIRECT_RESELLER  # enum class attribute reads are slow
+_LEGACY = Commerce.LEGACY
 
 
 def _id(obj: Mapping[str, Any], name: str) -> str:
@@ -127,6 +130,31 @@ def _shared_date(value: date) -> date:
     return value
 
 
+def _optional_date(obj: Mapping[str, Any], name: str) -> date | None:
+    """A date field of contract 1.1: absent or null is None; a present value is checked as `_date` does."""
+    return None if obj.get(name) is None else _date(obj, name)
+
+
+def _optional_timestamp(obj: Mapping[str, Any], name: str) -> datetime | None:
+    """A timestamp field of contract 1.1: absent or null is None; a present value is checked as `_timestamp` does."""
+    return None if obj.get(name) is None else _timestamp(obj, name)
+
+
+def _commerce(obj: Mapping[str, Any]) -> Commerce:
+    """`commerce` of a purchase (contract 1.1): `legacy` when absent or null."""
+    return Commerce.LEGACY if obj.get("commerce") is None else _enum(obj, "commerce", _COMMERCE)
+
+
+def _expert_msp(obj: Mapping[str, Any]) -> bool:
+    """`azure_expert_msp` of a partner event (contract 1.1): false when absent or null."""
+    value = obj.get("azure_expert_msp")
+    if value is None:
+        return False
+    if type(value) is not bool:
+        raise InvalidField(f"azure_expert_msp must be a boolean, got {type(value).__name__}")
+    return value
+
+
 def _enum(obj: Mapping[str, Any], name: str, members: Mapping[str, Any]) -> Any:
     value = obj.get(name)
     if value is None:
@@ -148,6 +176,9 @@ def _purchased(obj: Mapping[str, Any], event_id: str, at: datetime, pid: str, ci
     quantity: int | None = None
     term_start: date | None = None
     term_end: date | None = None
+    # contract 1.1's fields are checked whatever the billing model, and kept for a license only
+    commerce = _commerce(obj)
+    window_end = _optional_date(obj, "cancellation_allowed_until")
     if billing is _LICENSE:
         q = obj.get("quantity")
         if q is None:
@@ -161,8 +192,23 @@ def _purchased(obj: Mapping[str, Any], event_id: str, at: datetime, pid: str, ci
         term_end = _date(obj, "term_end")
         if term_end <= term_start:
             raise InvalidField(f"term_end {term_end} is not after term_start {term_start}")
+    else:
+        commerce, window_end = _LEGACY, None
     return SubscriptionPurchased(
-        event_id, at, pid, cid, sid, offer, billing, channel, seller, quantity, term_start, term_end
+        event_id,
+        at,
+        pid,
+        cid,
+        sid,
+        offer,
+        billing,
+        channel,
+        seller,
+        quantity,
+        term_start,
+        term_end,
+        commerce,
+        window_end,
     )
 
 
@@ -194,12 +240,16 @@ def _build(obj: Mapping[str, Any], kind: str, event_id: str, at: datetime) -> Ev
         program: Program = _enum(obj, "program", _PROGRAM)
         providers = _provider_ids(obj)
         # the providers of a program other than a reseller are kept by nobody (contract: "else empty")
-        return PartnerProgramChanged(event_id, at, pid, program, providers if program is _RESELLER else ())
+        expert = _expert_msp(obj)
+        return PartnerProgramChanged(event_id, at, pid, program, providers if program is _RESELLER else (), expert)
     pid, cid = _account_ids(obj)
     if kind == "subscription_cancelled":
         return SubscriptionCancelled(event_id, at, pid, cid, _id(obj, "subscription_id"))
     if kind == "subscription_renewed":
-        return SubscriptionRenewed(event_id, at, pid, cid, _id(obj, "subscription_id"), _date(obj, "term_end"))
+        sid, end = _id(obj, "subscription_id"), _date(obj, "term_end")
+        return SubscriptionRenewed(event_id, at, pid, cid, sid, end, _optional_date(obj, "cancellation_allowed_until"))
+    if kind == "delegated_admin_granted":
+        return DelegatedAdminGranted(event_id, at, pid, cid, _optional_timestamp(obj, "expires_at"))
     simple: Callable[[str, datetime, str, str], Event] = _SIMPLE[kind]
     return simple(event_id, at, pid, cid)
 
@@ -296,6 +346,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         out["partner_id"] = event.partner_id
         out["program"] = event.program.value
         out["indirect_provider_ids"] = list(event.indirect_provider_ids)
+        out["azure_expert_msp"] = event.azure_expert_msp
         return out
     out["partner_id"] = event.partner_id
     out["customer_id"] = event.customer_id
@@ -309,12 +360,17 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             quantity=event.quantity,
             term_start=event.term_start,
             term_end=event.term_end,
+            commerce=event.commerce.value,
+            cancellation_allowed_until=event.cancellation_allowed_until,
         )
     elif isinstance(event, SubscriptionCancelled):
         out["subscription_id"] = event.subscription_id
     elif isinstance(event, SubscriptionRenewed):
         out["subscription_id"] = event.subscription_id
         out["term_end"] = event.term_end
+        out["cancellation_allowed_until"] = event.cancellation_allowed_until
+    elif isinstance(event, DelegatedAdminGranted):
+        out["expires_at"] = event.expires_at
     return out
 
 

@@ -22,6 +22,8 @@ class PartnerEntry(NamedTuple):
     recent_event_ids: tuple[str, ...]
     in_csp: bool
     """Precomputed: enum members hash through a Python-level __hash__, too slow per lookup."""
+    azure_expert_msp: bool = False
+    """Contract 1.1: the partner is a direct-bill partner certified as Azure Expert MSP."""
 
 
 ABSENT = PartnerEntry(Program.NONE, (), (datetime.min.replace(tzinfo=UTC), ""), "", (), False)
@@ -52,7 +54,8 @@ class PartnerTable:
         return self.entries.get(partner_id)
 
     def apply(self, event: PartnerProgramChanged) -> tuple[bool, bool]:
-        """Merge one event; returns (duplicate, changed): changed when the program or providers moved."""
+        """Merge one event; returns (duplicate, changed): changed when the program, providers or Azure Expert MSP
+        certification moved."""
         pid = event.partner_id
         old = self.entries.get(pid)
         if old is not None and event.event_id in old.recent_event_ids:
@@ -61,13 +64,23 @@ class PartnerTable:
         order = (event.occurred_at, event.event_id)
         if old is None or order > old.order:
             new = PartnerEntry(
-                event.program, event.indirect_provider_ids, order, event.event_id, recent, event.program in CSP_PROGRAMS
+                event.program,
+                event.indirect_provider_ids,
+                order,
+                event.event_id,
+                recent,
+                event.program in CSP_PROGRAMS,
+                event.azure_expert_msp,
             )
         else:
             new = old._replace(recent_event_ids=recent)
         self._remember(pid, old)
         self.entries[pid] = new
-        changed = old is None or (old.program, old.indirect_provider_ids) != (new.program, new.indirect_provider_ids)
+        changed = old is None or (old.program, old.indirect_provider_ids, old.azure_expert_msp) != (
+            new.program,
+            new.indirect_provider_ids,
+            new.azure_expert_msp,
+        )
         return False, changed
 
     def restore(self, entries: Iterable[tuple[str, PartnerEntry]]) -> None:

@@ -1,10 +1,13 @@
-"""The rule book as code: one function per rule, evaluated in the book's precedence order.
+"""The rule books as code: one function per rule; `multichannel.rulebooks` puts them in each book's order.
 
-Each rule function returns a `Verdict` when it matches and None otherwise;
-`classify_subscription` returns the first match (R1 … R10). R1 and R2 look at the account alone and
-are worked out once per account context; R3-R10 look at the subscription. The M-rules decide whether
-a subscription is *multichannel* and with which reason. Verdicts that depend on nothing but the rule
-are built once.
+Each rule function returns a `Verdict` when it matches and None otherwise; a book's `classify` returns
+the first match. R1 and R2 look at the account alone and are worked out once per account context; the
+others look at the subscription. The M-rules decide whether a subscription is *multichannel* and with
+which reason. Verdicts that depend on nothing but the rule are built once.
+
+The functions come in three groups: the rules both books share (R1-R8 and the M-rules), the rules of
+the `seed` book alone (its R9 and R10), and the rules of the `current` book alone (T1-T3, E1, E2, and
+its R9 and R10, whose next actions follow Partner Center as it is now).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from datetime import datetime
 from multichannel.model import (
     BillingModel,
     Channel,
+    Commerce,
     CustomerStatus,
     Decision,
     NextAction,
@@ -37,6 +41,8 @@ MICROSOFT_DIRECT, OPEN, ENTERPRISE_AGREEMENT = Channel.MICROSOFT_DIRECT, Channel
 ADVISOR_CHANNEL, CSP_CHANNEL, THIRD_PARTY = Channel.ADVISOR, Channel.CSP, Channel.THIRD_PARTY
 SYNDICATION_CHANNEL = Channel.SYNDICATION
 SYNDICATION_PROGRAM, RESELLER = Program.SYNDICATION, Program.CSP_INDIRECT_RESELLER
+CSP_DIRECT = Program.CSP_DIRECT
+NCE = Commerce.NCE
 ELIGIBLE, BLOCKED = Decision.ELIGIBLE_FOR_RELATIONSHIP_REQUEST, Decision.BLOCKED_UNTIL_TERM_END
 _R7, _R9, _R10 = Rule.R7, Rule.R9, Rule.R10
 _R7_REASON = Reason.LICENSE_HELD_BY_OTHER_CSP_PARTNER
@@ -97,10 +103,15 @@ class AccountContext:
     delegated_admin: bool
     clock: datetime
     partners: PartnerTable
+    partner_expert_msp: bool = False
+    """The account partner is an Azure Expert MSP (E1, E2 of `current`)."""
     account_verdict: Verdict | None = None
 
     def __post_init__(self) -> None:
         self.account_verdict = account_verdict(self)
+
+
+# ---------------------------------------------------------------- the rules both books share
 
 
 def _other_csp_seller(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
@@ -216,6 +227,9 @@ def rule_r8_usage_without_migration_path(ctx: AccountContext, sub: Subscription)
     return None
 
 
+# ---------------------------------------------------------------- the `seed` book alone
+
+
 def rule_r9_eligible_for_relationship_request(ctx: AccountContext, sub: Subscription) -> Verdict | None:
     p = sub.purchase
     assert p is not None
@@ -245,73 +259,139 @@ def rule_r10_relationship_accepted(ctx: AccountContext, sub: Subscription) -> Ve
     return Verdict(BLOCKED, _R10_REASON, _R10, actions, sub.term_end, ctx.providers if reseller else ())
 
 
-RULES: tuple[Callable[[AccountContext, Subscription], Verdict | None], ...] = (
-    rule_r3_sold_by_account_partner,
-    rule_r4_syndication,
-    rule_r5_ended,
-    rule_r6_azure_from_other_csp,
-    rule_r7_license_held_by_other_csp,
-    rule_r8_usage_without_migration_path,
-    rule_r9_eligible_for_relationship_request,
-    rule_r10_relationship_accepted,
+# ---------------------------------------------------------------- the `current` book alone
+
+_T1, _T2, _T3, _E1, _E2 = Rule.T1, Rule.T2, Rule.T3, Rule.E1, Rule.E2
+SWITCH = Decision.CSP_SWITCH_PERMITTED
+_NEEDS_RELATIONSHIP = Reason.TRANSFER_NEEDS_RELATIONSHIP
+_NCE_TRANSFER = Reason.NCE_TRANSFER_AVAILABLE
+TRANSFER_ACTIONS = (A.REQUEST_PARTNER_TRANSFER,)
+AZURE_SWITCH_ACTIONS = (A.REQUEST_AZURE_PARTNER_SWITCH,)
+RESELLER_INVITATION_ACTIONS = (A.SEND_RESELLER_INVITATION_TO_CUSTOMER,)
+R10_WINDOW_CLOSED_ACTIONS = (A.SUPPORT_UNDER_RELATIONSHIP, A.WAIT_FOR_TERM_END)
+V_E1 = Verdict(SWITCH, Reason.EA_BILLING_TRANSFER_AVAILABLE, Rule.E1, (A.REQUEST_EA_BILLING_TRANSFER,), None, ())
+V_E2 = Verdict(
+    ELIGIBLE, _NEEDS_RELATIONSHIP, Rule.E2, (A.SEND_RELATIONSHIP_REQUEST, A.REQUEST_EA_BILLING_TRANSFER), None, ()
 )
-"""R3-R10, in the book's order: after the account-level rules, those that look at the subscription."""
 
 
-# Which rules can match at all for a (channel, billing model): R3 needs channel csp, R4
-# syndication or third_party, R6/R7 csp or third_party, R8-R10 a multichannel channel; R6/R8 are
-# usage-only and R7/R9/R10 license-only. Skipping the impossible ones keeps the book's order.
-_CHANNELS_OF: dict[Callable[[AccountContext, Subscription], Verdict | None], frozenset[Channel]] = {
-    rule_r3_sold_by_account_partner: frozenset({Channel.CSP}),
-    rule_r4_syndication: frozenset({Channel.SYNDICATION, Channel.THIRD_PARTY}),
-    rule_r6_azure_from_other_csp: frozenset({Channel.CSP, Channel.THIRD_PARTY}),
-    rule_r7_license_held_by_other_csp: frozenset({Channel.CSP, Channel.THIRD_PARTY}),
-    rule_r8_usage_without_migration_path: frozenset(Channel) - {Channel.CSP, Channel.SYNDICATION},
-    rule_r9_eligible_for_relationship_request: frozenset(Channel) - {Channel.CSP, Channel.SYNDICATION},
-    rule_r10_relationship_accepted: frozenset(Channel) - {Channel.CSP, Channel.SYNDICATION},
-}
-_BILLING_OF: dict[Callable[[AccountContext, Subscription], Verdict | None], BillingModel] = {
-    rule_r6_azure_from_other_csp: BillingModel.USAGE,
-    rule_r8_usage_without_migration_path: BillingModel.USAGE,
-    rule_r7_license_held_by_other_csp: BillingModel.LICENSE,
-    rule_r9_eligible_for_relationship_request: BillingModel.LICENSE,
-    rule_r10_relationship_accepted: BillingModel.LICENSE,
-}
-RULES_FOR: dict[tuple[str, str], tuple[Callable[[AccountContext, Subscription], Verdict | None], ...]] = {
-    (channel._value_, billing._value_): tuple(
-        rule
-        for rule in RULES
-        if channel in _CHANNELS_OF.get(rule, frozenset(Channel)) and _BILLING_OF.get(rule, billing) is billing
+def relationship_actions(ctx: AccountContext) -> tuple[tuple[NextAction, ...], tuple[str, ...]] | None:
+    """The next actions of a relationship request in `current`, and the providers they go through: a direct
+    partner sends the request; a reseller sends its own invitation (naming one of its providers), then asks
+    for delegated admin while it has none. None for a reseller without a provider."""
+    if ctx.partner_program is not RESELLER:
+        return R9_DIRECT_ACTIONS, ()
+    if not ctx.providers:
+        return None
+    actions = (
+        RESELLER_INVITATION_ACTIONS if ctx.delegated_admin else RESELLER_INVITATION_ACTIONS + DELEGATED_ADMIN_ACTION
     )
-    for channel in Channel
-    for billing in BillingModel
-}
-"""Keyed by the enums' raw values: an enum member's own hash is a Python-level call."""
+    return actions, ctx.providers
+
+
+def _transfer_needs_relationship(ctx: AccountContext, rule: Rule, then: tuple[NextAction, ...]) -> Verdict:
+    """T2 and T3: the relationship actions, then the transfer; a reseller without a provider links one first."""
+    request = relationship_actions(ctx)
+    if request is None:
+        return Verdict(ELIGIBLE, _NO_PROVIDER, rule, R9_NO_PROVIDER_ACTIONS, None, ())
+    actions, via = request
+    return Verdict(ELIGIBLE, _NEEDS_RELATIONSHIP, rule, actions + then, None, via)
+
+
+def rule_t1_nce_transfer(ctx: AccountContext, sub: Subscription) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.billing_model is LICENSE and p.commerce is NCE and ctx.relationship and _other_csp_seller(ctx, p):
+        via = ctx.providers if ctx.partner_program is RESELLER else ()
+        return Verdict(SWITCH, _NCE_TRANSFER, _T1, TRANSFER_ACTIONS, None, via)
+    return None
+
+
+def rule_t2_nce_transfer_needs_relationship(ctx: AccountContext, sub: Subscription) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.billing_model is LICENSE and p.commerce is NCE and not ctx.relationship and _other_csp_seller(ctx, p):
+        return _transfer_needs_relationship(ctx, _T2, TRANSFER_ACTIONS)
+    return None
+
+
+def rule_t3_azure_transfer_needs_relationship(ctx: AccountContext, sub: Subscription) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.billing_model is USAGE and not ctx.relationship and _other_csp_seller(ctx, p):
+        return _transfer_needs_relationship(ctx, _T3, AZURE_SWITCH_ACTIONS)
+    return None
+
+
+def _ea_billing_transfer(ctx: AccountContext, p: SubscriptionPurchased) -> bool:
+    """E1 and E2's condition: Azure of a direct EA, and the account partner a direct-bill Azure Expert MSP."""
+    return (
+        p.billing_model is USAGE
+        and p.channel is ENTERPRISE_AGREEMENT
+        and ctx.partner_program is CSP_DIRECT
+        and ctx.partner_expert_msp
+    )
+
+
+def rule_e1_ea_billing_transfer(ctx: AccountContext, sub: Subscription) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    return V_E1 if ctx.relationship and _ea_billing_transfer(ctx, p) else None
+
+
+def rule_e2_ea_billing_transfer_needs_relationship(ctx: AccountContext, sub: Subscription) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    return V_E2 if not ctx.relationship and _ea_billing_transfer(ctx, p) else None
+
+
+def cancellation_open(ctx: AccountContext, sub: Subscription) -> bool:
+    """Whether the customer may still cancel: always for legacy commerce; for NCE, until 00:00 UTC of the day
+    after the window's last day (`Subscription.window_end`), and never without a window."""
+    p = sub.purchase
+    assert p is not None
+    if p.commerce is not NCE:
+        return True
+    end = sub.window_end
+    return end is not None and ctx.clock < end
+
+
+def current_rule_r9_eligible_for_relationship_request(ctx: AccountContext, sub: Subscription) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.billing_model is not LICENSE or ctx.relationship:
+        return None
+    reason = multichannel_reason(ctx, p)
+    if reason is None:
+        return None
+    request = relationship_actions(ctx)
+    if request is None:
+        return Verdict(ELIGIBLE, _NO_PROVIDER, _R9, R9_NO_PROVIDER_ACTIONS, sub.term_end, ())
+    actions, via = request
+    return Verdict(ELIGIBLE, reason, _R9, actions, sub.term_end, via)
+
+
+def current_rule_r10_relationship_accepted(ctx: AccountContext, sub: Subscription) -> Verdict | None:
+    p = sub.purchase
+    assert p is not None
+    if p.billing_model is not LICENSE or not ctx.relationship:
+        return None
+    if multichannel_reason(ctx, p) is None:
+        return None
+    actions: tuple[NextAction, ...] = R10_ACTIONS if cancellation_open(ctx, sub) else R10_WINDOW_CLOSED_ACTIONS
+    reseller = ctx.partner_program is RESELLER
+    if reseller and not ctx.delegated_admin:
+        actions = actions + DELEGATED_ADMIN_ACTION
+    return Verdict(BLOCKED, _R10_REASON, _R10, actions, sub.term_end, ctx.providers if reseller else ())
 
 
 class RuleBookGap(Exception):
-    """No rule matched: impossible for a validated purchase (every channel reaches R1-R10)."""
-
-
-def classify_subscription(ctx: AccountContext, sub: Subscription) -> Verdict:
-    """The first matching rule's verdict, in the rule book's precedence order: the account-level rules'
-    (worked out with the context), else the first subscription rule that can match this channel and
-    billing model."""
-    verdict = ctx.account_verdict
-    if verdict is not None:
-        return verdict
-    p = sub.purchase
-    assert p is not None
-    for rule in RULES_FOR[p.channel._value_, p.billing_model._value_]:
-        verdict = rule(ctx, sub)
-        if verdict is not None:
-            return verdict
-    raise RuleBookGap(f"no rule matched subscription {sub.subscription_id}")
+    """No rule matched: impossible for a validated purchase (every channel reaches a rule in each book)."""
 
 
 def customer_status(ctx: AccountContext, any_multichannel: bool) -> CustomerStatus:
-    """NOT_ELIGIBLE when R1 or R2 applies to the account; MULTICHANNEL when a decision comes from R8-R10
-    (`any_multichannel`); else SINGLE_CHANNEL."""
+    """NOT_ELIGIBLE when R1 or R2 applies to the account; MULTICHANNEL when a decision comes from R8-R10, E1 or
+    E2 (`any_multichannel`: E1 and E2 exist in `current` only); else SINGLE_CHANNEL. The same in both books."""
     if ctx.account_verdict is not None:
         return _NOT_ELIGIBLE
     return _MULTICHANNEL if any_multichannel else _SINGLE_CHANNEL

@@ -13,13 +13,14 @@ The merges make the state a function of the *set* of applied events, not of thei
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple
 
 from multichannel.model import (
     BillingModel,
+    Commerce,
     CustomerStatus,
     Decision,
     NextAction,
@@ -51,12 +52,20 @@ class Flag(NamedTuple):
     active: bool
     occurred_at: datetime
     event_id: str
+    expires_at: datetime | None = None
+    """A delegated-admin grant's GDAP end (contract 1.1): the `current` rule book ends the flag there."""
+
+    def active_at(self, clock: datetime) -> bool:
+        """Whether the flag holds at `clock` with its expiry read (`current`'s delegated admin)."""
+        return self.active and (self.expires_at is None or clock < self.expires_at)
 
 
-def merge_flag(flag: Flag | None, active: bool, occurred_at: datetime, event_id: str) -> Flag | None:
+def merge_flag(
+    flag: Flag | None, active: bool, occurred_at: datetime, event_id: str, expires_at: datetime | None = None
+) -> Flag | None:
     """The later (by occurred_at, then event_id) of the flag and the event."""
     if flag is None or (occurred_at, event_id) > (flag.occurred_at, flag.event_id):
-        return Flag(active, occurred_at, event_id)
+        return Flag(active, occurred_at, event_id, expires_at)
     return flag
 
 
@@ -66,9 +75,16 @@ def term_deadline(end: date) -> datetime:
     return datetime.combine(end, time.min, tzinfo=UTC)
 
 
+@lru_cache(maxsize=1 << 14)
+def window_deadline(last_day: date) -> datetime:
+    """00:00 UTC of the day after `last_day`: a cancellation window's last day is inclusive."""
+    return term_deadline(last_day + timedelta(days=1))
+
+
 # Bound once: `_derive` reads it at every change of a subscription, and a global is read faster than an enum
 # class attribute.
 _LICENSE = BillingModel.LICENSE
+_NCE = Commerce.NCE
 
 
 class SubscriptionState(NamedTuple):
@@ -135,7 +151,16 @@ class Subscription:
     """The engine's working copy of a subscription. `term_end` and `deadline` are derived, kept up to
     date by the merges, so that the rules and the timers read them as plain attributes."""
 
-    __slots__ = ("cancellation", "deadline", "purchase", "renewal", "subscription_id", "term_end", "verdict")
+    __slots__ = (
+        "cancellation",
+        "deadline",
+        "purchase",
+        "renewal",
+        "subscription_id",
+        "term_end",
+        "verdict",
+        "window_end",
+    )
 
     def __init__(
         self,
@@ -153,6 +178,9 @@ class Subscription:
         self.term_end: date | None = None
         self.deadline: datetime | None = None
         """When the term ends (00:00 UTC of term_end) for a license not cancelled; else None."""
+        self.window_end: datetime | None = None
+        """When the NCE cancellation window of the term in force closes (00:00 UTC of the day after
+        `cancellation_allowed_until`) for an NCE license not cancelled; else None (read by `current` only)."""
         if purchase is not None:
             self._derive()
 
@@ -162,11 +190,19 @@ class Subscription:
         None for usage, whose renewals change nothing."""
         p = self.purchase
         if p is None or p.billing_model is not _LICENSE:
-            self.term_end = self.deadline = None
+            self.term_end = self.deadline = self.window_end = None
             return
         r = self.renewal
         end = self.term_end = p.term_end if r is None else r.term_end
-        self.deadline = None if end is None or self.cancellation is not None else term_deadline(end)
+        if self.cancellation is not None:
+            self.deadline = self.window_end = None
+            return
+        self.deadline = None if end is None else term_deadline(end)
+        if p.commerce is _NCE:  # the window of the term in force: the latest renewal's once there is one
+            last = p.cancellation_allowed_until if r is None else r.cancellation_allowed_until
+            self.window_end = None if last is None else window_deadline(last)
+        else:
+            self.window_end = None
 
     def merge_purchase(self, ev: SubscriptionPurchased) -> bool:
         """Keep the later purchase; True when it changed."""
@@ -182,7 +218,7 @@ class Subscription:
         c = self.cancellation
         if c is None or (ev.occurred_at, ev.event_id) < (c.occurred_at, c.event_id):
             self.cancellation = ev
-            self.deadline = None
+            self.deadline = self.window_end = None
             return True
         return False
 
@@ -204,9 +240,10 @@ subscription_parts: Callable[[Subscription], SubscriptionParts] = attrgetter(
 )
 """A subscription's `SubscriptionParts`, read in one native call."""
 
-MULTICHANNEL_RULES = frozenset({Rule.R8.value, Rule.R9.value, Rule.R10.value})
+MULTICHANNEL_RULES = frozenset({Rule.R8.value, Rule.R9.value, Rule.R10.value, Rule.E1.value, Rule.E2.value})
 """The rules of an active multichannel subscription, as plain strings (an enum member's own hash is a
-Python-level call): `verdict.rule._value_ in MULTICHANNEL_RULES`."""
+Python-level call): `verdict.rule._value_ in MULTICHANNEL_RULES`. E1 and E2 (M1 subscriptions) exist in
+the `current` rule book only."""
 
 
 class Account:

@@ -16,6 +16,7 @@ from typing import Any
 from multichannel.engine import Classifier
 from multichannel.parse import parse_event, parse_timestamp
 from multichannel.records import CustomerStatusRecord, OutputRecord, SubscriptionDecision
+from multichannel.rulebooks import SEED, RuleBook
 
 
 def instant(value: str | datetime) -> datetime:
@@ -53,9 +54,11 @@ class CoreDriver:
         return fired + records
 
 
-def classify(events: Iterable[Mapping[str, Any]], as_of: str | datetime | None = None) -> list[OutputRecord]:
-    """Every record the events give, in order, with the clock moved to `as_of` at the end."""
-    driver = CoreDriver()
+def classify(
+    events: Iterable[Mapping[str, Any]], as_of: str | datetime | None = None, rulebook: RuleBook = SEED
+) -> list[OutputRecord]:
+    """Every record the events give under `rulebook`, in order, with the clock moved to `as_of` at the end."""
+    driver = CoreDriver(Classifier(transactional=False, rulebook=rulebook))
     records = [record for event in events for record in driver.apply(event)]
     if as_of is not None:
         records.extend(driver.advance(as_of))

@@ -16,7 +16,8 @@ from multichannel.codec import state_from_record, state_to_record
 from multichannel.engine import Classifier
 from multichannel.parse import parse_event
 from multichannel.partners import ABSENT
-from multichannel.rules import AccountContext, classify_subscription
+from multichannel.rulebooks import SEED
+from multichannel.rules import AccountContext
 from multichannel.state import Account, Verdict
 from producers.generator import BadRecord, WorkloadGenerator, WorkloadSpec
 
@@ -221,7 +222,7 @@ def verdicts_from_scratch(engine: Classifier, clock: datetime) -> dict[Subscript
         )
         for sid, sub in acct.subscriptions.items():
             if sub.purchase is not None:
-                verdicts[(*key, sid)] = classify_subscription(ctx, sub)
+                verdicts[(*key, sid)] = SEED.classify(ctx, sub)
     return verdicts
 
 

@@ -665,9 +665,9 @@ def test_rule_book_row(case: Case) -> None:
 
 
 def test_every_rule_and_choice_of_the_rule_book_has_a_row() -> None:
-    """Each of R1..R10, each M condition and each **[choice]** mark is the subject of at least one row,
-    and every row's id starts with the rule it ends in."""
-    assert {c.rule for c in CASES} == {r.value for r in Rule}
+    """Each of R1..R10 (the `seed` book's rules), each M condition and each **[choice]** mark is the subject of
+    at least one row, and every row's id starts with the rule it ends in."""
+    assert {c.rule for c in CASES} == {r.value for r in Rule if r.value.startswith("R")}
     assert {m for c in CASES for m in re.findall(r"\bM[1-3]\b", c.label)} == {"M1", "M2", "M3"}
     assert {c.choice for c in CASES if c.choice is not None} == set(CHOICES)
     assert len({c.id for c in CASES}) == len(CASES), "ids are unique"
