@@ -673,7 +673,7 @@ def encode_partner_entry(partner_id: str, entry: PartnerEntry) -> bytes:
     """A partner-table value: `0x03 P` and [partner, program, providers, occurred_at, event_id, recent_ids], then
     `true` when the partner is an Azure Expert MSP (contract 1.1; absent, as an earlier release wrote it, is false)."""
     occurred_at, event_id = entry.order
-    fields = [
+    fields: list[Any] = [
         partner_id,
         entry.program._value_,
         entry.indirect_provider_ids,
