@@ -20,6 +20,8 @@ console = Console(stderr=True)
 PASSTHROUGH = "raw passthrough"
 ALOS = "service, at-least-once"
 EOS = "service, exactly-once"
+EOS_CURRENT = "service, exactly-once, rule book current"
+"""The exactly-once service under the `current` rule book, on the same input: its rate next to `seed`'s."""
 PEER = "Quix Streams peer, exactly-once"
 CEILING = "service work without Kafka (ceiling)"
 REALISTIC_EOS = "service, exactly-once, realistic workload"

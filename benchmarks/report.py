@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.chart import render_chart
-from benchmarks.common import CEILING, EOS, PASSTHROUGH, PEER, PHASES, REALISTIC_EOS, Target, VariantResult
+from benchmarks.common import CEILING, EOS, EOS_CURRENT, PASSTHROUGH, PEER, PHASES, REALISTIC_EOS, Target, VariantResult
 from benchmarks.shape_report import render_sections, shape_targets
 
 
@@ -64,6 +64,16 @@ def _service_targets(results: dict[str, VariantResult], steady: dict[str, Any] |
             "and the ceiling's time is Python per event (the profile below)",
         )
     )
+    if EOS_CURRENT in rate:
+        rows.append(
+            _check(
+                "exactly-once under rule book current / seed ≥ 0.9",
+                _ratio(rate.get(EOS_CURRENT), rate.get(EOS)),
+                0.9,
+                True,
+                bound="both on the same input in the same run; current evaluates T1-T3 and E1, E2 before R8-R10",
+            )
+        )
     rows.append(
         _check(
             "exactly-once / ceiling (own work without Kafka) ≥ 0.75",

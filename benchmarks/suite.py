@@ -30,6 +30,7 @@ from benchmarks.common import (
     ALOS,
     CEILING,
     EOS,
+    EOS_CURRENT,
     PASSTHROUGH,
     PEER,
     REALISTIC_EOS,
@@ -94,7 +95,8 @@ class _Bench:
     def steps(self) -> int:
         """The progress bar's steps: every throughput run, every latency run, and one per later section."""
         realistic = self.realistic is not None
-        return self.opts.runs * (len(self.starters) + realistic) + len(self.starters) + 5 + realistic
+        latency = len(self.starters) - (EOS_CURRENT in self.starters)
+        return self.opts.runs * (len(self.starters) + realistic) + latency + 5 + realistic
 
     def step(self, description: str) -> None:
         assert self.bar is not None
@@ -149,6 +151,7 @@ def _prepare(settings: Settings, opts: BenchOptions, uv: Path) -> _Bench:
         PASSTHROUGH: variants.passthrough,
         ALOS: lambda label, topic: variants.service(label, topic, "at_least_once")[0],
         EOS: lambda label, topic: variants.service(label, topic, "exactly_once_v2")[0],
+        EOS_CURRENT: lambda label, topic: variants.service(label, topic, "exactly_once_v2", rulebook="current")[0],
     }
     if python is not None:
         starters[PEER] = variants.peer
@@ -279,8 +282,11 @@ def _peer_check(bench: _Bench) -> str:
 
 
 def _latency_runs(bench: _Bench) -> None:
-    """Each variant's latency at half its median rate, into its results."""
+    """Each variant's latency at half its median rate, into its results (the `current` rule book's run is there for
+    its rate next to `seed`'s: its latency would be the same batch cycle's)."""
     for name, start in bench.starters.items():
+        if name == EOS_CURRENT:
+            continue
         bench.step(f"{name}, latency")
         rate = (bench.results[name].median("events_per_s") or 1000) / 2
         label = f"{bench.tag}-{slug(name)}-latency"

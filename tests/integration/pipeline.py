@@ -105,6 +105,9 @@ class ServiceProcess:
     instance_id: str = "0"
     defaults: tuple[str, ...] = ()
     """Settings left to their defaults: their variables are not set at all."""
+    command: tuple[str, ...] = (str(PROJECT_ROOT / ".venv" / "bin" / "multichannel"), "run")
+    """What runs the service (`tests.integration.clocked_service` for a service whose clock is moved)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> ServiceProcess:
@@ -113,10 +116,9 @@ class ServiceProcess:
         env["MULTICHANNEL_METRICS_PORT"] = "0"
         for name in self.defaults:
             env.pop(f"MULTICHANNEL_{name.upper()}", None)
+        env.update(self.extra_env)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(PROJECT_ROOT / ".venv" / "bin" / "multichannel"), "run"], env=env, stdout=log, stderr=log
-        )
+        self.proc = subprocess.Popen(list(self.command), env=env, stdout=log, stderr=log, cwd=PROJECT_ROOT)
         return self
 
     def kill(self) -> None:
