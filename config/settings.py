@@ -108,8 +108,9 @@ class Settings(BaseSettings):
     timer_batch_records: int = Field(
         5000,
         ge=1,
-        description="Most records that due term-end timers emit in one transaction. While more are due (a "
-        "month-end storm), each batch fires the next slice in the rule book's timer order and reads no new input.",
+        description="Most records that due timers emit in one transaction. While more are due (a month-end storm), "
+        "each batch fires the next slice in the rule book's timer order and reads no new input. Restored accounts "
+        "waiting for a re-evaluation (every account after a switch of rule book) go the same way, in key order.",
     )
     auto_register_schemas: bool = Field(
         False, description="Register output schemas on start (local demo); otherwise `schemas register` does it."

@@ -31,7 +31,7 @@ from consumers.state_format import encode_partner_entry
 from consumers.store import AccountStore
 from multichannel.errors import InvalidEvent, RecordRefused, UnknownEventType
 from multichannel.model import AccountKey, Event, PartnerProgramChanged
-from multichannel.records import CustomerStatusRecord, SubscriptionDecision
+from multichannel.records import CustomerStatusRecord, OutputRecord, SubscriptionDecision
 
 log = get_logger("multichannel.service")
 
@@ -111,6 +111,9 @@ class BatchProcessor:
         self.partner_topic = partner_topic
         self.dead_letter_limit = dead_letter_limit
         self.timer_batch_records = timer_batch_records
+        self._reconcile_queue: list[AccountKey] = []
+        self._reconcile_pos = 0
+        """The pending re-evaluations in key order, sorted once, and how far the slices have taken them."""
         self.refused: dict[AccountKey, RefusedRecord] = {}
         """Accounts whose records are refused: their events of the batch become dead letters (RECORD_REFUSED)
         and whatever else changed them in the batch is undone. Kept until a batch with input commits."""
@@ -134,19 +137,25 @@ class BatchProcessor:
         Due timers fire first, at most `timer_batch_records` records of them; while some are left (a
         month-end storm), the batch fires only its slice and leaves its input unapplied
         (`out.timers_pending`): a transaction stays bounded and events still apply after the timers due
-        before them."""
+        before them. Re-evaluations of restored accounts go the same way when more accounts wait for one than
+        a slice holds records (every account, after a switch of rule book)."""
         out = BatchOutput()
-        classifier = self.store.classifier
+        store = self.store
+        classifier = store.classifier
         fired = classifier.fire_due(now, self.timer_batch_records)
         tally.timers_fired += sum(1 for r in fired if isinstance(r, SubscriptionDecision))
         self._emit(fired, out, tally)
-        if classifier.timers_due(now):
+        limit = self.timer_batch_records
+        sliced = not classifier.timers_due(now) and limit is not None and len(store.pending_reconcile) > limit
+        if sliced:
+            assert limit is not None
+            self._emit(self._reconcile_slice(now, limit), out, tally)
+        if sliced or classifier.timers_due(now):
             out.timers_pending = True
             tally.input_records = 0
             self._finish(out, tally)
             return out
         self._apply_partner_records(partner_records, now, out, tally)
-        store = self.store
         if store.pending_reconcile:
             self._emit(classifier.reconcile(now, sorted(store.pending_reconcile)), out, tally)
             store.pending_reconcile.clear()
@@ -155,6 +164,30 @@ class BatchProcessor:
         self._write_partner_table(out)
         self._finish(out, tally)
         return out
+
+    def _reconcile_slice(self, now: datetime, limit: int) -> list[OutputRecord]:
+        """Re-evaluate waiting accounts in key order until their records reach `limit` (an account's records are
+        never split); the rest wait for the next batch. The order is sorted once and read on: it is sorted again
+        when the waiting set is not what it left (a rollback put a slice back, a restore or a revocation)."""
+        pending = self.store.pending_reconcile
+        queue, pos = self._reconcile_queue, self._reconcile_pos
+        if len(queue) - pos != len(pending):
+            queue = self._reconcile_queue = sorted(pending)
+            pos = 0
+        reconcile = self.store.classifier.reconcile
+        records: list[OutputRecord] = []
+        end = len(queue)
+        while pos < end and len(records) < limit:
+            key = queue[pos]
+            pos += 1
+            if key in pending:
+                records += reconcile(now, (key,))
+                pending.discard(key)
+        if pending:
+            self._reconcile_pos = pos
+        else:
+            self._reconcile_queue, self._reconcile_pos = [], 0
+        return records
 
     def _finish(self, out: BatchOutput, tally: BatchTally) -> None:
         """Refused accounts' changes undone and their records dropped; then the changelog of the rest."""
