@@ -64,10 +64,32 @@ def register(app: typer.Typer) -> None:
         max_subscriptions: Annotated[
             int, typer.Option(min=1, help="realistic: the largest drawn account size (giant accounts excepted).")
         ] = 20_000,
+        mix: Annotated[
+            Literal["seed", "current"],
+            typer.Option(
+                help="The contract-1.1 fields the current rule book reads. seed: none (contract 1.0, the stream as "
+                "it always was); current: 60% of licenses on new commerce with a cancellation window to 7 days "
+                "after the term starts, 30% of partners Azure Expert MSP (half their accounts with Enterprise "
+                "Agreement Azure), delegated admin that expires after 30 to 730 days."
+            ),
+        ] = "seed",
+        nce_fraction: Annotated[
+            float | None,
+            typer.Option(min=0.0, max=1.0, help="Share of license purchases on new commerce (default: the mix's)."),
+        ] = None,
+        expert_msp_fraction: Annotated[
+            float | None,
+            typer.Option(min=0.0, max=1.0, help="Share of partners that are Azure Expert MSPs (default: the mix's)."),
+        ] = None,
     ) -> None:
         """A realistic, seeded workload: JSON lines in the contract's format, or published to Kafka."""
-        from producers.generator import BadRecord, WorkloadGenerator, WorkloadSpec
+        from producers.generator import MIXES, BadRecord, WorkloadGenerator, WorkloadSpec
 
+        fields = dict(MIXES[mix])
+        if nce_fraction is not None:
+            fields["nce_fraction"] = nce_fraction
+        if expert_msp_fraction is not None:
+            fields["expert_msp_fraction"] = expert_msp_fraction
         spec = WorkloadSpec(
             seed=seed,
             partners=partners,
@@ -77,6 +99,7 @@ def register(app: typer.Typer) -> None:
             shape=shape,
             giant_accounts=tuple(giant or ()),
             max_subscriptions=max_subscriptions,
+            **fields,
         )
         stream = WorkloadGenerator(spec).events()
         if not publish:

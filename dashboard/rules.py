@@ -1,5 +1,6 @@
-"""What the dashboard says about codes: a short text per rule (from the rule book), readable labels of
-decisions and next actions, and which actions make a subscription something to act on."""
+"""What the dashboard says about codes: a short text per rule (from the rule books: R1-R10 of both, T1-T3,
+E1 and E2 of `current`), readable labels of decisions and next actions, and which actions make a
+subscription something to act on."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ RULE_TEXT: Final[dict[str, str]] = {
     Rule.R8: "Usage-based and multichannel: no CSP migration path, create a CSP Azure subscription and port by hand.",
     Rule.R9: "License-based and multichannel, no relationship yet: ask the customer for a relationship.",
     Rule.R10: "License-based and multichannel with a relationship: support it now, switch at term end.",
+    Rule.T1: "A new-commerce license held by another CSP partner, relationship accepted: request a partner transfer.",
+    Rule.T2: "A new-commerce license held by another CSP partner: ask for a relationship, then request the transfer.",
+    Rule.T3: "Azure held by another CSP partner: ask for a relationship, then request the Azure partner switch.",
+    Rule.E1: "Azure of a direct EA, the partner an Azure Expert MSP with a relationship: request the billing transfer.",
+    Rule.E2: "Azure of a direct EA, the partner an Azure Expert MSP: ask for a relationship, then for the transfer.",
 }
 
 RULE_TITLE: Final[dict[str, str]] = {
@@ -34,6 +40,11 @@ RULE_TITLE: Final[dict[str, str]] = {
     Rule.R8: "Usage-based, no migration path",
     Rule.R9: "Relationship request",
     Rule.R10: "Under relationship until term end",
+    Rule.T1: "New-commerce transfer available",
+    Rule.T2: "New-commerce transfer, relationship first",
+    Rule.T3: "Azure switch, relationship first",
+    Rule.E1: "EA billing transfer available",
+    Rule.E2: "EA billing transfer, relationship first",
 }
 
 DECISION_LABEL: Final[dict[str, str]] = {
@@ -60,10 +71,14 @@ ACTION_LABEL: Final[dict[str, str]] = {
     NextAction.REQUEST_DELEGATED_ADMIN_FOR_RESELLER: "Request delegated admin",
     NextAction.SUPPORT_UNDER_RELATIONSHIP: "Support under the relationship",
     NextAction.LINK_INDIRECT_PROVIDER: "Link an indirect provider",
+    NextAction.REQUEST_PARTNER_TRANSFER: "Request a partner transfer",
+    NextAction.REQUEST_EA_BILLING_TRANSFER: "Request the EA billing transfer",
+    NextAction.SEND_RESELLER_INVITATION_TO_CUSTOMER: "Send the reseller's invitation to the customer",
+    NextAction.WAIT_FOR_TERM_END: "Wait for term end",
 }
 
 PASSIVE_ACTIONS: Final = frozenset(
-    {NextAction.WAIT_FOR_TERM_END_OR_CANCELLATION, NextAction.SUPPORT_UNDER_RELATIONSHIP}
+    {NextAction.WAIT_FOR_TERM_END_OR_CANCELLATION, NextAction.WAIT_FOR_TERM_END, NextAction.SUPPORT_UNDER_RELATIONSHIP}
 )
 """Actions that ask nothing of the partner today: a subscription with only these is on the calendar, not in a queue."""
 
@@ -93,14 +108,15 @@ def slug(heading: str) -> str:
 
 @cache
 def _doc_anchors() -> dict[str, str]:
-    """Rule id → anchor of its `## R7 ...` section in docs/rules.md (empty while the file does not exist)."""
+    """Rule id → anchor of its `## R7 ...` (or `### T1 ...`) section in docs/rules.md (empty while the file does
+    not exist)."""
     try:
         text = RULES_DOC.read_text(encoding="utf-8")
     except OSError:
         return {}
     anchors: dict[str, str] = {}
     for line in text.splitlines():
-        found = re.match(r"^#{2,3}\s+(R\d+)\b(.*)$", line)
+        found = re.match(r"^#{2,3}\s+([RTE]\d+)\b(.*)$", line)
         if found and found.group(1) not in anchors:
             anchors[found.group(1)] = slug(found.group(1) + found.group(2))
     return anchors

@@ -13,6 +13,15 @@ Two shapes (`WorkloadSpec.shape`):
 
 `storm_events` adds a month-end storm: many license purchases whose terms all end at one midnight.
 
+The input fields of contract 1.1, which the `current` rule book reads, come in a mix of their own
+(`WorkloadSpec.nce_fraction`, `expert_msp_fraction`, `ea_azure_fraction`, `gdap_expiry`; `MIXES` names the
+two mixes): new-commerce licenses with a cancellation window, Azure Expert MSP partners whose customers hold
+Enterprise Agreement Azure, delegated-admin grants that expire. They are drawn from a random generator of
+their own: the fields alone (`ea_azure_fraction` 0) leave every event of the stream as it was, with the fields
+added; the extra Enterprise Agreement purchases add events (and so move arrival swaps, duplicates and bad
+records). With every one off (the `seed` mix, the default) the stream has no contract-1.1 field and is the
+one it always was, record for record.
+
 Events are contract dicts (the JSON-lines form of the events, see `docs/rules.md` and `schemas/`);
 bad records are `BadRecord`s that say which dead-letter reason they must produce. The same seed and parameters
 give the same stream, event for event.
@@ -32,6 +41,16 @@ from typing import Any, Literal
 EventDict = dict[str, Any]
 Shape = Literal["uniform", "realistic"]
 SHAPES: tuple[Shape, ...] = ("uniform", "realistic")
+Mix = Literal["seed", "current"]
+MIXES: dict[Mix, dict[str, Any]] = {
+    "seed": {"nce_fraction": 0.0, "expert_msp_fraction": 0.0, "ea_azure_fraction": 0.0, "gdap_expiry": False},
+    "current": {"nce_fraction": 0.6, "expert_msp_fraction": 0.3, "ea_azure_fraction": 0.5, "gdap_expiry": True},
+}
+"""The `WorkloadSpec` fields of each mix of contract-1.1 input: `seed` writes none of those fields (contract 1.0,
+as every stream before them), `current` what Partner Center holds now: most licenses on new commerce, some
+direct partners certified as Azure Expert MSP, every delegated-admin grant a GDAP one with an end."""
+GDAP_DAYS = (30.0, 730.0)
+"""A GDAP grant lasts from a month to two years (the longest Partner Center allows), drawn uniformly."""
 
 PROGRAM_WEIGHTS: tuple[tuple[str, int], ...] = (
     ("csp_direct", 14),
@@ -163,6 +182,24 @@ class WorkloadSpec:
     (an older `occurred_at` arriving after a newer one), so that a partner's last-arriving event can be an
     older one. Only a change with a newer one can be late; at least one is when the rate is above 0 and
     one can be."""
+    nce_fraction: float = 0.0
+    """The share of license purchases on new commerce (`commerce` `nce`, with `cancellation_allowed_until`
+    `cancellation_days` after the term's start, and their renewals the same after the new term's start); the
+    others are `legacy`. 0: purchases carry no `commerce` field at all. Both shapes."""
+    cancellation_days: int = 7
+    """The last day of a new-commerce term's cancellation window, in days after the term's start. Terms start
+    up to 200 days before their purchase, so most windows have closed when the purchase is made and some are
+    still open; a renewal's window opens when the new term starts, after the renewal."""
+    expert_msp_fraction: float = 0.0
+    """The share of partners certified as Azure Expert MSP: their partner events say `azure_expert_msp` true
+    while their program is `csp_direct` (false otherwise). 0: partner events carry no such field."""
+    ea_azure_fraction: float = 0.0
+    """The share of the accounts of an Azure Expert MSP (`csp_direct` when the account is drawn) that also buy
+    Azure under the customer's Enterprise Agreement: one more purchase each, after the account's others,
+    subscription `S-{customer}-{partner}-ea` and event id `ea-{seed}-{n}`, what the billing transfer of E1 and
+    E2 is for."""
+    gdap_expiry: bool = False
+    """Delegated-admin grants carry `expires_at`, `GDAP_DAYS` after the grant."""
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -173,6 +210,11 @@ class WorkloadSpec:
             raise ValueError("every giant account needs at least 1 subscription")
         if not 0.0 <= self.late_partner_rate <= 1.0:
             raise ValueError("late_partner_rate must be between 0 and 1")
+        for name in ("nce_fraction", "expert_msp_fraction", "ea_azure_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.cancellation_days < 0:
+            raise ValueError("cancellation_days must not be negative")
 
 
 def _pick(rng: random.Random, weights: tuple[tuple[str, int], ...]) -> str:
@@ -196,6 +238,15 @@ class WorkloadGenerator:
         self.late_partner_event_ids: list[str] = []
         """`realistic`: the partner changes delivered after a newer change of their partner (filled by `events()`)."""
         self._assign_programs()
+        self.mix_rng = random.Random(f"{spec.seed}-contract-1.1")
+        """Draws the contract-1.1 fields alone, so that they never move a draw of `rng`."""
+        self.expert_msp = frozenset(
+            pid
+            for pid in self.partner_ids
+            if spec.expert_msp_fraction and self.mix_rng.random() < spec.expert_msp_fraction
+        )
+        """The partners certified as Azure Expert MSP (`expert_msp_fraction` of them)."""
+        self._ea_seq = 0
 
     def _next_id(self, prefix: str) -> str:
         self._event_seq += 1
@@ -213,7 +264,7 @@ class WorkloadGenerator:
 
     def _partner_event(self, pid: str, at: datetime) -> EventDict:
         prog = self.programs[pid]
-        return {
+        event: EventDict = {
             "event_type": "partner_program_changed",
             "event_id": self._next_id("pe"),
             "occurred_at": _ts(at),
@@ -221,6 +272,46 @@ class WorkloadGenerator:
             "program": prog,
             "indirect_provider_ids": list(self.providers.get(pid, [])) if prog == "csp_indirect_reseller" else [],
         }
+        if self.spec.expert_msp_fraction:
+            event["azure_expert_msp"] = prog == "csp_direct" and pid in self.expert_msp
+        return event
+
+    def _commerce(self, purchase: EventDict, term_start: date) -> None:
+        """A license purchase's contract-1.1 fields: `nce` for `nce_fraction` of them, with its cancellation window."""
+        if self.mix_rng.random() < self.spec.nce_fraction:
+            purchase["commerce"] = "nce"
+            purchase["cancellation_allowed_until"] = self._window(term_start)
+        else:
+            purchase["commerce"] = "legacy"
+
+    def _window(self, term_start: date) -> str:
+        """The last day of the cancellation window of a new-commerce term starting on `term_start`."""
+        return (term_start + timedelta(days=self.spec.cancellation_days)).isoformat()
+
+    def _ea_azure(self, pid: str, cid: str, at: str) -> EventDict | None:
+        """The extra Enterprise Agreement Azure purchase of an Azure Expert MSP's account, for `ea_azure_fraction`
+        of them (None for the others and for every other partner's)."""
+        spec = self.spec
+        if not (pid in self.expert_msp and self.programs[pid] == "csp_direct"):
+            return None
+        if self.mix_rng.random() >= spec.ea_azure_fraction:
+            return None
+        self._ea_seq += 1
+        return {
+            "event_type": "subscription_purchased",
+            "event_id": f"ea-{spec.seed}-{self._ea_seq:09d}",
+            "occurred_at": at,
+            "partner_id": pid,
+            "customer_id": cid,
+            "subscription_id": f"S-{cid}-{pid}-ea",
+            "offer_id": USAGE_OFFER,
+            "billing_model": "usage",
+            "channel": "enterprise_agreement",
+        }
+
+    def _gdap_days(self) -> float:
+        """How long a delegated-admin grant lasts, in days."""
+        return self.mix_rng.uniform(*GDAP_DAYS)
 
     def events(self) -> Iterator[EventDict | BadRecord]:
         """The whole stream: partner programs first, then customers' lives in time order (with some
@@ -312,17 +403,29 @@ class WorkloadGenerator:
                 purchase.update(
                     quantity=rng.randint(1, 500), term_start=term_start.isoformat(), term_end=term_end.isoformat()
                 )
+                if spec.nce_fraction:
+                    self._commerce(purchase, term_start)
             yield event("subscription_purchased", at, **purchase)
             if term_end is not None and rng.random() < 0.2:
                 new_end = term_end + timedelta(days=365)
+                window = (
+                    {"cancellation_allowed_until": self._window(term_end)}
+                    if "cancellation_allowed_until" in purchase
+                    else {}
+                )
                 yield event(
                     "subscription_renewed",
                     at + timedelta(days=rng.uniform(1, 120)),
                     subscription_id=sid,
                     term_end=new_end.isoformat(),
+                    **window,
                 )
             if rng.random() < 0.1:
                 yield event("subscription_cancelled", at + timedelta(days=rng.uniform(0, 90)), subscription_id=sid)
+        if spec.ea_azure_fraction:
+            at = first + timedelta(hours=self.mix_rng.uniform(0, 240))
+            if (azure := self._ea_azure(pid, cid, _ts(at))) is not None:
+                yield at, azure
         if rng.random() < 0.45:
             accepted = first + timedelta(days=rng.uniform(1, 60))
             yield event("relationship_accepted", accepted)
@@ -330,7 +433,8 @@ class WorkloadGenerator:
                 yield event("relationship_ended", accepted + timedelta(days=rng.uniform(1, 90)))
         if self.programs.get(pid) == "csp_indirect_reseller" and rng.random() < 0.35:
             granted = first + timedelta(days=rng.uniform(1, 60))
-            yield event("delegated_admin_granted", granted)
+            expiry = {"expires_at": _ts(granted + timedelta(days=self._gdap_days()))} if spec.gdap_expiry else {}
+            yield event("delegated_admin_granted", granted, **expiry)
             if rng.random() < 0.1:
                 yield event("delegated_admin_revoked", granted + timedelta(days=rng.uniform(1, 60)))
 
@@ -478,17 +582,29 @@ class WorkloadGenerator:
                 purchase["quantity"] = 1 + int(random_() * 500)
                 purchase["term_start"] = clock.first_of(start_month)
                 purchase["term_end"] = clock.first_of(end_month)
+                if spec.nce_fraction:
+                    self._commerce(purchase, date.fromisoformat(purchase["term_start"]))
                 add("subscription_purchased", at, **purchase)
                 if random_() < 0.2:
                     renewed = at + int((1 + random_() * 119) * 86_400)
+                    window = (
+                        {"cancellation_allowed_until": self._window(date.fromisoformat(purchase["term_end"]))}
+                        if "cancellation_allowed_until" in purchase
+                        else {}
+                    )
                     add(
                         "subscription_renewed",
                         renewed,
                         subscription_id=sid,
                         term_end=clock.first_of(end_month + months),
+                        **window,
                     )
             if random_() < 0.1:
                 add("subscription_cancelled", at + int(random_() * 90 * 86_400), subscription_id=sid)
+        if spec.ea_azure_fraction:
+            at = first + int(self.mix_rng.random() * 864_000)
+            if (azure := self._ea_azure(pid, cid, ts(at))) is not None:
+                out.append((at, len(out), azure))
         if random_() < 0.45:
             accepted = first + int((1 + random_() * 59) * 86_400)
             add("relationship_accepted", accepted)
@@ -496,7 +612,8 @@ class WorkloadGenerator:
                 add("relationship_ended", accepted + int((1 + random_() * 89) * 86_400))
         if self.programs.get(pid) == "csp_indirect_reseller" and random_() < 0.35:
             granted = first + int((1 + random_() * 59) * 86_400)
-            add("delegated_admin_granted", granted)
+            expiry = {"expires_at": ts(granted + int(self._gdap_days() * 86_400))} if spec.gdap_expiry else {}
+            add("delegated_admin_granted", granted, **expiry)
             if random_() < 0.1:
                 add("delegated_admin_revoked", granted + int((1 + random_() * 59) * 86_400))
 

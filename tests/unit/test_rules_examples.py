@@ -1,9 +1,11 @@
 """The worked examples of docs/rules.md, run: every block fenced `json example` goes through the core and
 the records it documents (after `→`) are checked field by field.
 
-The block format is described in docs/rules.md ("Reading the examples"): event lines in JSON with the
-left-out fields filled in here, `(timer at …)` lines, and `→` lines naming a subscription (`S1: …`) or
-the account's `status` with fields of the records the step above emitted.
+The block format is described in docs/rules.md ("Reading the examples"): an optional first line with the
+command (`$ multichannel classify --rulebook current` runs the block under that rule book; without one it
+runs under `seed`), event lines in JSON with the left-out fields filled in here, `(timer at …)` lines, and
+`→` lines naming a subscription (`S1: …`) or the account's `status` with fields of the records the step
+above emitted, or giving one record whole as `multichannel classify` writes it (`→ {"record_type": …}`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from typing import Any
 
 import pytest
 
+from consumers.classify_runner import record_to_json
+from multichannel.engine import Classifier
 from multichannel.model import Decision, Reason
 from multichannel.records import OutputRecord
+from multichannel.rulebooks import CURRENT, SEED, RuleBook, rulebook
 from tests.unit.core_driver import CoreDriver, day, decisions, instant, statuses
 
 RULES_DOC = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 HEADING = re.compile(r"^#{2,3} (\S+?):?\s", re.MULTILINE)
+COMMAND = ("$", "multichannel", "classify")
 FIRST_TIME = "2026-01-01T00:00:00Z"
 LICENSE_DEFAULTS = {"quantity": 5, "term_start": "2026-01-01"}
 DECISIONS = {d.value for d in Decision}
@@ -50,6 +56,8 @@ class Step:
 class Example:
     id: str
     steps: list[Step]
+    rulebook: RuleBook = SEED
+    """The rule book its command line names (`seed` when it has none)."""
 
 
 def split_top(text: str, sep: str) -> list[str]:
@@ -85,10 +93,29 @@ def without_comments(text: str) -> str:
     return "".join(out).strip()
 
 
-def parse_block(body: str) -> list[Step]:
+def command_rulebook(line: str) -> RuleBook:
+    """The rule book of a block's command line: `$ multichannel classify`, optionally `--rulebook NAME`."""
+    words = line.split()
+    assert tuple(words[:3]) == COMMAND, f"a command line that is not `multichannel classify`: {line!r}"
+    options, book = words[3:], SEED
+    while options:
+        option = options.pop(0)
+        if option == "--rulebook" and options:
+            book = rulebook(options.pop(0))
+        else:
+            raise AssertionError(f"an option the examples do not take: {option!r} in {line!r}")
+    return book
+
+
+def parse_block(body: str) -> tuple[list[Step], RuleBook]:
+    """The steps of a block and the rule book its command line (if any, the first line) names."""
     steps: list[Step] = []
-    for line in body.splitlines():
-        if line.startswith("{"):
+    book = SEED
+    for number, line in enumerate(body.splitlines()):
+        if line.startswith("$"):
+            assert number == 0, f"a command line after the first line: {line!r}"
+            book = command_rulebook(line)
+        elif line.startswith("{"):
             steps.append(Step(json.loads(line)))
         elif line.startswith("(timer at ") and line.endswith(")"):
             steps.append(Step(None, line.removeprefix("(timer at ").removesuffix(")")))
@@ -99,7 +126,7 @@ def parse_block(body: str) -> list[Step]:
             steps[-1].expected[-1] += " " + line.strip()
         else:
             raise AssertionError(f"a line the example format does not have: {line!r}")
-    return steps
+    return steps, book
 
 
 def examples(text: str) -> list[Example]:
@@ -112,14 +139,15 @@ def examples(text: str) -> list[Example]:
         headings = HEADING.findall(text, 0, match.start())
         section = headings[-1] if headings else "intro"
         seen[section] = seen.get(section, 0) + 1
-        found.append(Example(f"{section}-{seen[section]}", parse_block(match.group(2))))
+        steps, book = parse_block(match.group(2))
+        found.append(Example(f"{section}-{seen[section]}", steps, book))
     return found
 
 
 def expectation(part: str) -> tuple[str, dict[str, Any]]:
-    """One record of a `→` line: its target (`S1`, `status`, or `no status record`) and its fields."""
+    """One record of a `→` line: its target (`S1`, `status`, `no status record` or `no records`) and its fields."""
     part = without_comments(part)
-    if part == "no status record":
+    if part in ("no status record", "no records"):
         return part, {}
     if re.match(r"S\d+:", part):
         target, _, rest = part.partition(":")
@@ -164,6 +192,9 @@ def check(step_records: list[OutputRecord], target: str, fields: dict[str, Any],
     if target == "no status record":
         assert statuses(step_records) == [], where
         return
+    if target == "no records":
+        assert step_records == [], where
+        return
     if target == "status":
         found = [r.to_dict() for r in statuses(step_records)]
     else:
@@ -173,8 +204,15 @@ def check(step_records: list[OutputRecord], target: str, fields: dict[str, Any],
     assert got == {name: expected_value(name, value) for name, value in fields.items()}, where
 
 
+def check_whole(step_records: list[OutputRecord], line: str, where: str) -> None:
+    """A `→ {…}` line: exactly one record of the step is written by `multichannel classify` as this object."""
+    expected = json.loads(line)
+    found = [r for r in step_records if json.loads(record_to_json(r)) == expected]
+    assert len(found) == 1, f"{where}: no record written as {line}"
+
+
 def run_example(example: Example) -> None:
-    driver = CoreDriver()
+    driver = CoreDriver(Classifier(transactional=False, rulebook=example.rulebook))
     previous = FIRST_TIME
     for step in example.steps:
         if step.event is not None:
@@ -187,6 +225,9 @@ def run_example(example: Example) -> None:
             records = driver.advance(step.timer)
             where = f"{example.id}: timer at {step.timer}"
         for line in step.expected:
+            if line.startswith("{"):
+                check_whole(records, line, where)
+                continue
             for part in split_top(line, ";"):
                 target, fields = expectation(part)
                 check(records, target, fields, f"{where}: {part}")
@@ -209,7 +250,66 @@ def test_every_worked_example_is_marked_and_documents_records() -> None:
     assert unmarked == []
     assert all(any(step.expected for step in e.steps) for e in EXAMPLES)
     sections = {e.id.rsplit("-", 1)[0] for e in EXAMPLES}
-    assert {f"R{n}" for n in range(1, 11)} | {"M1", "M2", "M3"} <= sections
+    assert {f"R{n}" for n in range(1, 11)} | {"M1", "M2", "M3"} | CURRENT_ONLY <= sections
+    assert all(e.rulebook is CURRENT for e in EXAMPLES if e.id.rsplit("-", 1)[0] in CURRENT_ONLY)
+
+
+CURRENT_ONLY = {"T1", "T2", "T3", "E1", "E2"}
+"""The rules of the `current` rule book alone: their sections' examples run under it."""
+
+
+def t2_block(command: str, expected: str) -> str:
+    """A page with one T2 example: `command` its first line (none when empty), `expected` its one `→` line."""
+    return (
+        "## T2: x\n\n```json example\n"
+        + (command + "\n" if command else "")
+        + '{"event_type": "partner_program_changed", "event_id": "p1", "partner_id": "P1", "program": "csp_direct"}\n'
+        + '{"event_type": "partner_program_changed", "event_id": "p2", "partner_id": "P2", "program": "csp_direct"}\n'
+        + '{"event_type": "subscription_purchased", "event_id": "e1", "partner_id": "P1", "customer_id": "C1",'
+        + ' "subscription_id": "S1", "billing_model": "license", "channel": "csp", "seller_partner_id": "P2",'
+        + ' "commerce": "nce", "term_end": "2027-01-01"}\n'
+        + f"→ {expected}\n```\n"
+    )
+
+
+def test_an_example_runs_under_the_rule_book_its_command_line_names() -> None:
+    """A block that starts with `$ multichannel classify --rulebook current` runs under `current`; the same block
+    without that line runs under `seed` and fails where the books differ."""
+    expected = "S1: rule T2, TRANSFER_NEEDS_RELATIONSHIP"
+    [current] = examples(t2_block("$ multichannel classify --rulebook current", expected))
+    assert current.rulebook is CURRENT
+    run_example(current)
+    [seed] = examples(t2_block("", expected))
+    assert seed.rulebook is SEED
+    with pytest.raises(AssertionError, match="rule T2"):
+        run_example(seed)
+
+
+def test_a_command_line_the_examples_do_not_take_is_refused() -> None:
+    """An unknown option, an unknown rule book or another command on a block's first line fails the block."""
+    for command, message in (
+        ("$ multichannel classify --as-of 2027-01-01", "an option the examples do not take"),
+        ("$ multichannel classify --rulebook newest", "unknown rule book"),
+        ("$ multichannel generate", "not `multichannel classify`"),
+    ):
+        with pytest.raises((AssertionError, ValueError), match=message):
+            examples(t2_block(command, "S1: rule T2"))
+
+
+def test_a_whole_record_line_must_match_the_written_record() -> None:
+    """A `→ {…}` line passes when `classify` writes exactly that record, and fails when one field differs."""
+    written = (
+        '{"record_type": "subscription_decision", "partner_id": "P1", "customer_id": "C1", "subscription_id": "S1",'
+        ' "decision": "ELIGIBLE_FOR_RELATIONSHIP_REQUEST", "reason": "TRANSFER_NEEDS_RELATIONSHIP", "rule": "T2",'
+        ' "next_actions": ["SEND_RELATIONSHIP_REQUEST", "REQUEST_PARTNER_TRANSFER"], "blocked_until": null,'
+        ' "relationship_via_partner_ids": [], "decided_at": "2026-01-01T00:00:00Z", "caused_by_event_id": "e1",'
+        ' "rulebook_version": "2026-12.1"}'
+    )
+    command = "$ multichannel classify --rulebook current"
+    run_example(examples(t2_block(command, written))[0])
+    wrong = written.replace('"2026-12.1"', '"2026-11.1"')
+    with pytest.raises(AssertionError, match="no record written as"):
+        run_example(examples(t2_block(command, wrong))[0])
 
 
 def test_a_wrong_documented_field_fails_the_example() -> None:
@@ -232,3 +332,10 @@ def test_an_unknown_word_in_a_documented_record_is_refused() -> None:
     """A `→` line with a word the format does not know fails instead of being ignored."""
     with pytest.raises(AssertionError, match="is not a field"):
         expectation("S1: rule R9, eligible")
+
+
+def test_no_records_fails_when_the_step_emitted_one() -> None:
+    """`→ no records` under an event that emits a decision and a status fails the example."""
+    [example] = examples(t2_block("$ multichannel classify --rulebook current", "no records"))
+    with pytest.raises(AssertionError, match="no records"):
+        run_example(example)
