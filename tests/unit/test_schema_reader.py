@@ -34,14 +34,18 @@ days = st.integers(-719_162, 2_932_896)  # every day a date holds
 
 def _symbols(name: SchemaName, field: str) -> list[str]:
     (ftype,) = (f["type"] for f in json.loads(schema_str(name))["fields"] if f["name"] == field)
-    return list(ftype[1]["symbols"])
+    return list((ftype[1] if isinstance(ftype, list) else ftype)["symbols"])
+
+
+instants = millis.map(lambda m: EPOCH + timedelta(milliseconds=m))
+dates = days.map(lambda d: date.fromordinal(719_163 + d))
 
 
 subscription_records = st.fixed_dictionaries(
     {
         "event_type": texts,
         "event_id": texts,
-        "occurred_at": millis.map(lambda m: EPOCH + timedelta(milliseconds=m)),
+        "occurred_at": instants,
         "partner_id": texts,
         "customer_id": texts,
         "subscription_id": optional_texts,
@@ -50,18 +54,22 @@ subscription_records = st.fixed_dictionaries(
         "channel": st.none() | st.sampled_from(_symbols(SUBSCRIPTION_EVENT, "channel")),
         "seller_partner_id": optional_texts,
         "quantity": st.none() | st.integers(-(2**31), 2**31 - 1),
-        "term_start": st.none() | days.map(lambda d: date.fromordinal(719_163 + d)),
-        "term_end": st.none() | days.map(lambda d: date.fromordinal(719_163 + d)),
+        "term_start": st.none() | dates,
+        "term_end": st.none() | dates,
+        "commerce": st.sampled_from(_symbols(SUBSCRIPTION_EVENT, "commerce")),
+        "cancellation_allowed_until": st.none() | dates,
+        "expires_at": st.none() | instants,
     }
 )
 partner_records = st.fixed_dictionaries(
     {
         "event_type": texts,
         "event_id": texts,
-        "occurred_at": millis.map(lambda m: EPOCH + timedelta(milliseconds=m)),
+        "occurred_at": instants,
         "partner_id": texts,
         "program": st.none() | st.sampled_from(_symbols(PARTNER_EVENT, "program")),
         "indirect_provider_ids": st.lists(texts, max_size=120),
+        "azure_expert_msp": st.booleans(),
     }
 )
 
