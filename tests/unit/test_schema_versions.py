@@ -205,3 +205,16 @@ def _settings() -> Settings:
 
 def _fields(decision: SubscriptionDecision) -> dict[str, Any]:
     return {name: getattr(decision, name) for name in SubscriptionDecision.__dataclass_fields__}
+
+
+def test_a_none_for_a_field_with_a_value_default_is_written_as_the_default(client: SchemaRegistryClient) -> None:
+    """The encoder takes None as absent for commerce, azure_expert_msp and the provider list (fields that are
+    no union with null), as the contract reads a null: the schema's default is written."""
+    encoder = EventEncoder(client, subscription_topic=SUB_TOPIC, partner_topic=PARTNER_TOPIC, auto_register=True)
+    purchase = SUBSCRIPTION_EVENTS["subscription_purchased"]
+    assert encoder.encode_subscription_event(purchase | {"commerce": None}) == encoder.encode_subscription_event(
+        purchase
+    )
+    partner = PARTNER_EVENT | {"azure_expert_msp": None, "indirect_provider_ids": None}
+    [decoded] = event_decoder(client, "partner").decode_values(encoder.encode_partner_events([partner]))
+    assert decoded == PARTNER_EVENT | {"azure_expert_msp": False, "indirect_provider_ids": []}
