@@ -11,7 +11,9 @@ the dict), or raises `NotRead` for anything it does not read plainly (a value cu
 UTF-8, a union or enum index out of range, a negative block count, a varint of more than nine bytes,
 an int beyond 32 bits): the caller then reads the value with fastavro, so every error and every
 corner case is fastavro's own. It covers string, int, long, boolean, enum, array, a union of null
-and one type, and the date and timestamp-millis logical types.
+and one type, and the date and timestamp-millis logical types. A reader for values of an earlier
+version of a schema (`resolving_reader`) reads that version and appends the later fields' defaults:
+the record fastavro's schema resolution returns.
 """
 
 from __future__ import annotations
@@ -261,7 +263,7 @@ def resolving_reader(reader: Mapping[str, Any], writer: Mapping[str, Any]) -> Re
 
     Covered: `writer`'s fields are `reader`'s first ones, by name and in order, each read as itself (the
     same type, docs aside; an enum may have gained symbols after `writer`'s), and every later field of
-    `reader` has a default of null, a boolean, a number or a string (an enum symbol). That is how the
+    `reader` has a default of null, a boolean, an int or long, a string or an enum symbol. That is how the
     contract's versions grow, and then the record is exactly the one fastavro's schema resolution makes.
     Anything else raises UnsupportedSchema (fastavro resolves it).
     """
