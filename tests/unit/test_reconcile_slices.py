@@ -35,8 +35,10 @@ def switched(limit: int | None) -> tuple[BatchProcessor, RecordingCodec]:
     """A reseller's accounts decided under `seed` (R9: the provider's invitation), restored into a store whose
     engine decides under `current` (R9: the reseller's own invitation): each one waits for a re-evaluation."""
     before = Classifier(rulebook=SEED, transactional=False)
-    for event in (*PARTNERS, *map(purchase, range(ACCOUNTS))):
-        before.apply(event, T0)
+    for partner in PARTNERS:
+        before.apply(partner, T0)
+    for i in range(ACCOUNTS):
+        before.apply(purchase(i), T0)
     engine = Classifier(rulebook=CURRENT)
     for event in PARTNERS:
         engine.apply(event, T0)
