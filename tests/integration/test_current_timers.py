@@ -2,7 +2,7 @@
 GDAP expiry each fire once, at their deadline, across SIGKILLs and restores, and no decided_at goes back.
 
 The service runs with its clock moved (`tests.integration.clocked_service`) so that a window's midnight
-falls half a minute after the test starts; it still moves at wall speed, as a deployment's does."""
+falls seconds after a restart; the clock moves at wall speed and only forward, as a deployment's does."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ SettingsFactory = Callable[..., Settings]
 
 WINDOW_CLOSES = datetime(2026, 7, 1, tzinfo=UTC)
 """00:00 UTC of the day after the windows' last day: the first timer."""
-EXPIRES_AT = "2026-07-01T00:00:15Z"
-"""The grants' GDAP end: the second timer, 15 s after the first."""
+EXPIRES_AT = "2026-07-01T00:00:06Z"
+"""The grants' GDAP end: the second timer, 6 s after the first."""
 CUSTOMERS = 6
 
 
@@ -88,17 +88,18 @@ def _wait_for(settings: Settings, service: ServiceProcess, done: Callable[[list[
 
 
 def test_window_end_and_gdap_expiry_fire_once_across_sigkill(settings_factory: SettingsFactory, tmp_path: Path) -> None:
-    """Under `current`: the windows close (WAIT_FOR_TERM_END) and the instance is SIGKILLed; the restarted one
-    fires the GDAP expiry (REQUEST_DELEGATED_ADMIN_FOR_RESELLER comes back) and is SIGKILLed in turn; a third
-    takes a new account. The committed decisions are, record for record, what the core emits uninterrupted:
-    each timer once, stamped with its deadline and no cause, and no decided_at of a subscription goes back."""
+    """Under `current`: the events apply an hour before the windows close and the instance is SIGKILLed; the next
+    one sees the windows close (WAIT_FOR_TERM_END) and is SIGKILLed; the next fires the GDAP expiry
+    (REQUEST_DELEGATED_ADMIN_FOR_RESELLER comes back) and is SIGKILLed in turn; a last one takes a new account.
+    The committed decisions are, record for record, what the core emits uninterrupted: each timer once, stamped with its deadline and no cause, and no decided_at of a subscription goes back."""
     settings = settings_factory(batch_size=50, rulebook="current")
-    offset = (WINDOW_CLOSES - (datetime.now(UTC) + timedelta(seconds=30))).total_seconds()
     run = 0
 
-    def start() -> ServiceProcess:
+    def start(ahead_s: float) -> ServiceProcess:
+        """A service whose clock reads WINDOW_CLOSES `ahead_s` seconds from now."""
         nonlocal run
         run += 1
+        offset = (WINDOW_CLOSES - (datetime.now(UTC) + timedelta(seconds=ahead_s))).total_seconds()
         return ServiceProcess(
             settings,
             tmp_path / f"service-{run}.log",
@@ -107,17 +108,22 @@ def test_window_end_and_gdap_expiry_fire_once_across_sigkill(settings_factory: S
         ).start()
 
     items = _events()
-    service = start()
+    publish(settings, items[:2])  # the partners first: the service catches up with them before it is ready
+    service = start(ahead_s=3600)  # an hour before the windows close: every event applies before both timers
     try:
         service.wait_ready()
-        publish(settings, items)
+        publish(settings, items[2:])
+        wait_until_processed(settings, 120, [service])
+        service.kill()
+        service = start(ahead_s=10)  # the clock jumps ahead (never back): the windows close 10 s from now
+        service.wait_ready()
         _wait_for(settings, service, lambda ds: sum("WAIT_FOR_TERM_END" in d["next_actions"] for d in ds) == CUSTOMERS)
         service.kill()
-        service = start()
+        service = start(ahead_s=0)  # the clock goes on from there: the expiry is 6 s after the windows' end
         service.wait_ready()
         _wait_for(settings, service, lambda ds: any(d["decided_at"] == parse_timestamp(EXPIRES_AT) for d in ds))
         service.kill()
-        service = start()
+        service = start(ahead_s=-60)
         service.wait_ready()
         marker = {**items[-1], "customer_id": "C-marker", "event_id": "gdap-marker"}
         publish(settings, [marker])
