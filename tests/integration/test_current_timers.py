@@ -91,7 +91,8 @@ def test_window_end_and_gdap_expiry_fire_once_across_sigkill(settings_factory: S
     """Under `current`: the events apply an hour before the windows close and the instance is SIGKILLed; the next
     one sees the windows close (WAIT_FOR_TERM_END) and is SIGKILLed; the next fires the GDAP expiry
     (REQUEST_DELEGATED_ADMIN_FOR_RESELLER comes back) and is SIGKILLed in turn; a last one takes a new account.
-    The committed decisions are, record for record, what the core emits uninterrupted: each timer once, stamped with its deadline and no cause, and no decided_at of a subscription goes back."""
+    The committed decisions are, record for record, what the core emits uninterrupted: each timer once, stamped
+    with its deadline and no cause, and no decided_at of a subscription goes back."""
     settings = settings_factory(batch_size=50, rulebook="current")
     run = 0
 
