@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -73,11 +72,17 @@ class Books:
 
 
 # ---------------------------------------------------------------------------------------------- the partners
+def preview_group(settings: Settings) -> str:
+    """The group id of the preview's consumers: they are assigned their partitions and never commit, so the
+    group holds no member and no offset (a fixed name, so that an ACL can name it: DESCRIBE)."""
+    return f"{settings.application_id}-preview"
+
+
 def load_partners(settings: Settings) -> PartnerTable:
     """The partner table a starting instance builds: the service's own table topic, then every committed
     record of the partner topic merged over it (the winner by (occurred_at, event_id) either way)."""
     conf = settings.kafka_client_config()
-    group = f"{settings.application_id}-preview-{uuid.uuid4().hex[:8]}"  # nothing is committed under it
+    group = preview_group(settings)
     table = PartnerTable(settings.dedup_window)
     try:
         table.restore(read_partner_table(conf, settings.partner_table_topic, group))
@@ -101,7 +106,8 @@ def load_partners(settings: Settings) -> PartnerTable:
 def changelog_records(settings: Settings) -> dict[int, int]:
     """Changelog partition -> records it holds up to its high watermark now (what a preview reads)."""
     topic = settings.changelog_topic
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": "preview-probe", "enable.auto.commit": False})
+    conf = {**settings.kafka_client_config(), "group.id": preview_group(settings), "enable.auto.commit": False}
+    consumer = Consumer(conf)
     try:
         md = consumer.list_topics(topic, timeout=30).topics.get(topic)
         if md is None or md.error is not None or not md.partitions:
@@ -168,7 +174,7 @@ def compare_partition(
         settings.kafka_client_config(),
         settings.changelog_topic,
         [partition],
-        f"{settings.application_id}-preview-{uuid.uuid4().hex[:8]}",  # assigned, never committed
+        preview_group(settings),
     )[0]
     decoder = Decoder(registry_client(settings), ACCOUNT_STATE)
     accounts, versions = partition_accounts(part, settings.dedup_window, lambda vs: decode_states(decoder, vs))
