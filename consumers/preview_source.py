@@ -133,13 +133,15 @@ def partition_accounts(
     part: RestoredPartition, window: int, avro_states: Callable[[list[bytes]], list[AccountState]]
 ) -> tuple[Iterator[Account], Counter[str]]:
     """A restored partition's accounts, in (partner, customer) order, each decoded when it is reached; and how
-    many accounts each rule book version saved. Every format the service restores is read."""
+    many accounts each rule book version saved. Every format the service restores is read. The partition's
+    values are let go once each account's are gathered (`part.values` is emptied): memory then holds one copy."""
     try:
         values = split_restored(part)
         held, _latest = read_entities(values.accounts, values.entities)
         whole, _latest = read_headers(values.whole)
     except StateFormatError as exc:
         raise StateUnreadable(f"changelog partition {part.partition}: {exc}") from None
+    part.values.clear()
     versions = Counter(_saved_version(h) for h in (*held, *whole))
     payloads = sorted(((h[0], h[1]), h[5]) for h in (*held, *whole))
     legacy = values.avro
@@ -154,6 +156,7 @@ def partition_accounts(
 
     if legacy:
         versions[""] += len(legacy)
+    del values, held, whole  # the generator keeps the payloads alone
     return accounts(), versions
 
 
