@@ -41,8 +41,9 @@ class ServiceCodec:
         )
 
     def decode_subscription_batch(self, msgs: Sequence[Message]) -> list[Event | InvalidEvent]:
-        """Values of our own schema that pass every check become events straight from their Avro
-        fields (`typed_subscription_event`); the others go through the dict and `parse_event`."""
+        """Values of our own schema, or of an earlier version (a contract-1 producer's, its 1.1 fields read as
+        their defaults), that pass every check become events straight from their Avro fields
+        (`typed_subscription_event`); the others go through the dict and `parse_event`."""
         decoded: list[Event | dict[str, Any] | InvalidEvent] = self._subscriptions.decode_built(
             [m.value() for m in msgs], typed_subscription_event
         )

@@ -6,12 +6,14 @@ for `multichannel.parse.parse_event`, or the `InvalidEvent` to dead-letter. Only
 registry raises (`RegistryUnavailableError`), so the service retries the batch instead of
 dead-lettering good records. Writer schemas are fetched by id once and resolved to our reader
 schema, so records of older and newer producers decode alike. Values written with our own schema
-(the normal case) are read by the reader generated for it (`schemas.reader`), which leaves any value
-it does not read plainly to fastavro, so the errors stay fastavro's.
+(the normal case), or with an earlier version that our schema only appends fields with defaults to
+(a version-1 producer's), are read by a reader generated for it (`schemas.reader`), which leaves any
+value it does not read plainly to fastavro, so the errors stay fastavro's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -36,7 +38,7 @@ from schemas import (
     schema_str,
     subject_for,
 )
-from schemas.reader import NotRead, Read, UnsupportedSchema, field_names, record_reader
+from schemas.reader import NotRead, Read, UnsupportedSchema, field_names, record_reader, resolving_reader
 from schemas.wire import (
     HEADER_SIZE,
     MAGIC_BYTE,
@@ -102,6 +104,7 @@ class Decoder:
         self._client = client
         self._reader = parsed_schema(schema_name)
         own_schema = json.loads(schema_str(schema_name))
+        self._own_schema = own_schema
         try:
             own: Read | None = record_reader(own_schema)
         except UnsupportedSchema:
@@ -121,7 +124,8 @@ class Decoder:
         if known is not None and time.monotonic() - known[1] < _UNKNOWN_ID_TTL_S:
             return known[0]
         try:
-            writer = parse(writer_schema_text(self._client, schema_id))
+            text = writer_schema_text(self._client, schema_id)
+            writer = parse(text)
         except RegistryUnavailableError:
             raise
         except SchemaRegistryError as exc:  # only a 404 gets here (registry_call)
@@ -130,8 +134,12 @@ class Decoder:
             return self._remember_unreadable(schema_id, f"schema id {schema_id} is unusable: {exc}")
         pair = (writer, None if writer == self._reader else self._reader)
         self._resolved[schema_id] = pair
-        if pair[1] is None and self._own_reader is not None:
-            self._generated[schema_id] = self._own_reader
+        if self._own_reader is not None:
+            if pair[1] is None:
+                self._generated[schema_id] = self._own_reader
+            else:  # an earlier version of our schema (a version-1 producer's) is read as fast, with our defaults
+                with contextlib.suppress(UnsupportedSchema):
+                    self._generated[schema_id] = resolving_reader(self._own_schema, json.loads(text))
         self._unreadable.pop(schema_id, None)
         return pair
 

@@ -257,9 +257,9 @@ def _build(obj: Mapping[str, Any], kind: str, event_id: str, at: datetime) -> Ev
 _SIMPLE: dict[str, Callable[[str, datetime, str, str], Event]] = {
     "relationship_accepted": RelationshipAccepted,
     "relationship_ended": RelationshipEnded,
-    "delegated_admin_granted": DelegatedAdminGranted,
     "delegated_admin_revoked": DelegatedAdminRevoked,
 }
+"""The event types of no fields but the common ones (a grant has contract 1.1's `expires_at`)."""
 _KNOWN = frozenset(t.value for t in EventType)
 _ACCOUNT_KINDS = _KNOWN - {EventType.PARTNER_PROGRAM_CHANGED.value}
 
@@ -290,12 +290,16 @@ def typed_subscription_event(fields: tuple[Any, ...]) -> Event | None:
 
     `fields` are the values of the contract's subscription event, in its order (event_type, event_id,
     occurred_at, partner_id, customer_id, subscription_id, offer_id, billing_model, channel,
-    seller_partner_id, quantity, term_start, term_end), typed as Avro decodes them: strings, a UTC
-    datetime of whole milliseconds, enum symbols as str, an int, dates, None for absent. The type
-    checks of `parse_event` are the schema's, so only the contract's value checks are left to make;
-    this is the same event `parse_event` makes of the record (a property test holds them together).
+    seller_partner_id, quantity, term_start, term_end, then contract 1.1's commerce,
+    cancellation_allowed_until, expires_at), typed as Avro decodes them: strings, UTC datetimes,
+    enum symbols as str, an int, dates, None for absent. The type checks of `parse_event` are the
+    schema's, so only the contract's value checks are left to make; this is the same event
+    `parse_event` makes of the record (a property test holds them together).
     """
-    kind, event_id, at, pid, cid, sid, offer, billing_value, channel_value, seller, q, start, end = fields
+    (
+        kind, event_id, at, pid, cid, sid, offer, billing_value, channel_value, seller, q, start, end,
+        commerce_value, window_end, expires_at,
+    ) = fields  # fmt: skip
     if (  # the checks of the three strings every subscription record has, inline: `_typed_id` less None
         not (0 < len(event_id) <= MAX_ID_CHARS and 0 < len(pid) <= MAX_ID_CHARS and 0 < len(cid) <= MAX_ID_CHARS)
         or event_id.isspace()
@@ -310,7 +314,9 @@ def typed_subscription_event(fields: tuple[Any, ...]) -> Event | None:
     if kind == "subscription_purchased":
         billing = _BILLING.get(billing_value) if billing_value is not None else None
         channel = _CHANNEL.get(channel_value) if channel_value is not None else None
-        if billing is None or channel is None or not (_typed_id(sid) and _typed_id(offer)):
+        # commerce is checked whatever the billing model, as `_purchased` checks it; None is the parser's absent
+        commerce = _COMMERCE.get(commerce_value) if commerce_value is not None else _LEGACY
+        if billing is None or channel is None or commerce is None or not (_typed_id(sid) and _typed_id(offer)):
             return None
         if channel in _SELLER_REQUIRED or (channel in _SELLER_OPTIONAL and seller is not None):
             if not _typed_id(seller):
@@ -322,16 +328,26 @@ def typed_subscription_event(fields: tuple[Any, ...]) -> Event | None:
             if q is None or not 1 <= q <= MAX_QUANTITY or start is None or end is None or end <= start:
                 return None
             start, end = _shared_date(start), _shared_date(end)
+            if window_end is not None:
+                window_end = _shared_date(window_end)
         else:
-            q = start = end = None
+            q = start = end = window_end = None
+            commerce = _LEGACY
         offer = intern(offer)
-        return SubscriptionPurchased(event_id, at, pid, cid, sid, offer, billing, channel, seller, q, start, end)
+        return SubscriptionPurchased(
+            event_id, at, pid, cid, sid, offer, billing, channel, seller, q, start, end, commerce, window_end
+        )
     if kind == "subscription_cancelled":
         return SubscriptionCancelled(event_id, at, pid, cid, sid) if _typed_id(sid) else None
     if kind == "subscription_renewed":
         if not _typed_id(sid) or end is None:
             return None
-        return SubscriptionRenewed(event_id, at, pid, cid, sid, _shared_date(end))
+        window = None if window_end is None else _shared_date(window_end)
+        return SubscriptionRenewed(event_id, at, pid, cid, sid, _shared_date(end), window)
+    if kind == "delegated_admin_granted":
+        if expires_at is not None and (expires_at.tzinfo is not UTC or expires_at.microsecond % 1000):
+            return None
+        return DelegatedAdminGranted(event_id, at, pid, cid, expires_at)
     return _SIMPLE[kind](event_id, at, pid, cid)
 
 

@@ -15,6 +15,9 @@ from typing import Any, Final, Literal, get_args
 import fastavro
 
 SCHEMAS_DIR: Final = Path(__file__).resolve().parent
+V1_DIR: Final = SCHEMAS_DIR / "v1"
+"""The schemas of contract version 1, as first registered, never edited: what a version-1 producer writes and a
+version-1 reader reads (the files here are contract 1.1's, which read and are read by them)."""
 
 SchemaName = Literal["subscription_event", "partner_event", "subscription_decision", "customer_status", "account_state"]
 """The stem of an `.avsc` file; stable, code refers to schemas only by these names."""
@@ -49,6 +52,16 @@ def load_dir(directory: Path) -> dict[SchemaName, str]:
 @cache
 def _texts() -> dict[SchemaName, str]:
     return load_dir(SCHEMAS_DIR)
+
+
+@cache
+def _v1_texts() -> dict[SchemaName, str]:
+    return load_dir(V1_DIR)
+
+
+def v1_schema_str(name: SchemaName) -> str:
+    """The version-1 text of a schema (`V1_DIR`), to write or read as a version-1 client does."""
+    return _v1_texts()[name]
 
 
 @cache

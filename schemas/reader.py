@@ -11,12 +11,14 @@ the dict), or raises `NotRead` for anything it does not read plainly (a value cu
 UTF-8, a union or enum index out of range, a negative block count, a varint of more than nine bytes,
 an int beyond 32 bits): the caller then reads the value with fastavro, so every error and every
 corner case is fastavro's own. It covers string, int, long, boolean, enum, array, a union of null
-and one type, and the date and timestamp-millis logical types.
+and one type, and the date and timestamp-millis logical types. A reader for values of an earlier
+version of a schema (`resolving_reader`) reads that version and appends the later fields' defaults:
+the record fastavro's schema resolution returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -222,8 +224,9 @@ def _value(schema: Any, var: str, src: _Source, indent: str) -> None:
     raise UnsupportedSchema(str(schema)[:80])
 
 
-def reader_source(schema: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The source of the reader of a record schema (JSON as in the .avsc), and the names it refers to."""
+def reader_source(schema: Mapping[str, Any], appended: Sequence[Any] = ()) -> tuple[str, dict[str, Any]]:
+    """The source of the reader of a record schema (JSON as in the .avsc), and the names it refers to;
+    `appended` values follow the fields read (the defaults of a later version's fields, `resolving_reader`)."""
     if schema.get("type") != "record":
         raise UnsupportedSchema("not a record")
     src = _Source()
@@ -231,6 +234,7 @@ def reader_source(schema: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         _value(field["type"], f"f{n}", src, "        ")
     body = "\n".join(src.lines)
     record = "".join(f"f{n}, " for n in range(len(schema["fields"])))
+    record += "".join(f"{src.bind('default', value)}, " for value in appended)
     text = (
         "def read(b, i):\n"
         "    size = len(b)\n"
@@ -251,6 +255,69 @@ def record_reader(schema: Mapping[str, Any]) -> Read:
     exec(compile(text, f"<avro reader {schema.get('name')}>", "exec"), namespace)  # noqa: S102 - our own source
     read: Read = namespace["read"]
     return read
+
+
+def resolving_reader(reader: Mapping[str, Any], writer: Mapping[str, Any]) -> Read:
+    """The generated reader of values written with `writer`, an earlier version of record schema `reader`
+    (JSON as in the .avsc): it returns `reader`'s field values, those `writer` lacks as their defaults.
+
+    Covered: `writer`'s fields are `reader`'s first ones, by name and in order, each read as itself (the
+    same type, docs aside; an enum may have gained symbols after `writer`'s), and every later field of
+    `reader` has a default of null, a boolean, an int or long, a string or an enum symbol. That is how the
+    contract's versions grow, and then the record is exactly the one fastavro's schema resolution makes.
+    Anything else raises UnsupportedSchema (fastavro resolves it).
+    """
+    if reader.get("type") != "record" or writer.get("type") != "record":
+        raise UnsupportedSchema("not a record")
+    ours, theirs = reader["fields"], writer["fields"]
+    if len(theirs) > len(ours):
+        raise UnsupportedSchema("the writer has fields the reader lacks")
+    for mine, written in zip(ours, theirs, strict=False):
+        if mine["name"] != written["name"] or not _reads_as_itself(mine["type"], written["type"]):
+            raise UnsupportedSchema(f"field {written['name']!r} is not read as written")
+    text, names = reader_source(writer, [_default(field) for field in ours[len(theirs) :]])
+    namespace = dict(names)
+    exec(compile(text, f"<avro reader {writer.get('name')}>", "exec"), namespace)  # noqa: S102 - our own source
+    read: Read = namespace["read"]
+    return read
+
+
+def _undocumented(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _undocumented(v) for k, v in schema.items() if k != "doc"}
+    if isinstance(schema, list):
+        return [_undocumented(s) for s in schema]
+    return schema
+
+
+def _reads_as_itself(reader: Any, writer: Any) -> bool:
+    """Whether a value written with `writer` is read by `reader` as the same Python value."""
+    if isinstance(reader, list) and isinstance(writer, list):
+        return len(reader) == len(writer) and all(map(_reads_as_itself, reader, writer))
+    if isinstance(reader, dict) and isinstance(writer, dict) and reader.get("type") == writer.get("type") == "enum":
+        # fastavro resolves a symbol by name: one the reader also has is read as it was written
+        return reader.get("name") == writer.get("name") and set(writer["symbols"]) <= set(reader["symbols"])
+    return bool(_undocumented(reader) == _undocumented(writer))
+
+
+_PLAIN_DEFAULTS: dict[str, type] = {"boolean": bool, "int": int, "long": int, "string": str}
+
+
+def _default(field: Mapping[str, Any]) -> Any:
+    """A field's default as fastavro returns it for a record that lacks the field: null (of a union with null
+    first), a boolean, an int or long, a string or an enum symbol; other defaults are not covered."""
+    if "default" not in field:
+        raise UnsupportedSchema(f"field {field['name']!r} has no default")
+    value, kind = field["default"], field["type"]
+    if isinstance(kind, dict) and "logicalType" not in kind and kind.get("type") in _PLAIN_DEFAULTS:
+        kind = kind["type"]
+    if value is None and isinstance(kind, list) and kind[:1] == ["null"]:
+        return None
+    if isinstance(kind, str) and type(value) is _PLAIN_DEFAULTS.get(kind):
+        return value
+    if isinstance(kind, dict) and kind.get("type") == "enum" and value in kind["symbols"]:
+        return value
+    raise UnsupportedSchema(f"default of field {field['name']!r}")
 
 
 def field_names(schema: Mapping[str, Any]) -> tuple[str, ...]:

@@ -88,10 +88,18 @@ class _Memo(dict[Any, bytes]):
 
 class _Symbols(dict[Any, bytes]):
     """Enum symbol → its encoded index; a str enum member finds its symbol's entry as it is, another
-    enum member through its value."""
+    enum member through its value. A symbol the schema lacks is a ValueError, as fastavro's (a code of the
+    core that the schema does not have yet: the schema needs the symbol, appended after the others)."""
+
+    def __init__(self, name: str, symbols: Sequence[str]) -> None:
+        super().__init__({s: _long(i) for i, s in enumerate(symbols)})
+        self._name = name
 
     def __missing__(self, value: Any) -> bytes:
-        return self[value._value_]
+        symbol = getattr(value, "_value_", None)
+        if isinstance(symbol, str) and symbol in self:
+            return self[symbol]
+        raise ValueError(f"{value!r} is not a symbol of enum {self._name}")
 
 
 def _array(item: Write) -> Write:
@@ -149,7 +157,7 @@ def _compile(schema: Any) -> Write:
     if kind == "int" and logical == "date":
         return _Memo(lambda d: _long(_date(d))).__getitem__
     if kind == "enum":
-        return _Symbols({s: _long(i) for i, s in enumerate(schema["symbols"])}).__getitem__
+        return _Symbols(schema["name"], schema["symbols"]).__getitem__
     if kind == "array":
         return _array(_compile(schema["items"]))
     if kind == "map":
@@ -223,7 +231,7 @@ def _field(schema: Any, var: str, src: _Source) -> list[str]:
         if memoised is not None:
             return [f"{src.bind('m', _Memo(memoised))}[{var}]"]
         if kind == "enum":
-            symbols = src.bind("e", _Symbols({s: _long(i) for i, s in enumerate(schema["symbols"])}))
+            symbols = src.bind("e", _Symbols(schema["name"], schema["symbols"]))
             return [f"{symbols}[{var}]"]
         if kind == "array":
             array = _compile(schema)

@@ -294,12 +294,16 @@ def read_outputs(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[st
     return decisions, statuses, read_topic(settings, settings.dead_letter_topic)  # type: ignore[return-value]
 
 
-def expected_outputs(items: Iterable[dict[str, Any] | BadRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """What the engine emits for the stream in arrival order (clock = event time, as `classify`)."""
+def expected_outputs(
+    items: Iterable[dict[str, Any] | BadRecord], book: str = "seed"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What the engine emits for the stream in arrival order (clock = event time, as `classify`), deciding
+    with rule book `book`."""
     from multichannel.errors import InvalidEvent
     from multichannel.records import SubscriptionDecision
+    from multichannel.rulebooks import rulebook
 
-    engine = Classifier()
+    engine = Classifier(rulebook=rulebook(book))
     clock = None
     decisions: list[dict[str, Any]] = []
     statuses: list[dict[str, Any]] = []

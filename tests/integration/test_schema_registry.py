@@ -100,7 +100,7 @@ def test_every_event_type_round_trips_through_broker_and_registry(settings: Sett
 
     [partner_message] = consume(settings, settings.partner_topic, 1)
     [partner] = event_decoder(client, "partner").decode_batch([partner_message])
-    assert partner == PARTNER_EVENT
+    assert partner == complete(PARTNER_EVENT, "partner_event")
     check_key("partner", partner_message.key(), partner)
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
 from starlette.testclient import TestClient
 
+from config.settings import Settings
+from consumers.serde import OutputEncoders
 from dashboard.app import Dashboard, create_app
+from dashboard.decode import OutputDecoder
 from dashboard.feed import Progress
 from dashboard.rules import RULE_TEXT, rule_link
 from dashboard.view import View
 from multichannel.model import Rule
+from schemas import SUBSCRIPTION_DECISION
 from tests.unit.dashboard_records import AT, TODAY, decision, status
 
 XSS = "<script>alert(1)</script>"
@@ -140,3 +145,37 @@ def test_the_rules_page_renders_docs_rules_md_with_every_rules_anchor() -> None:
     assert "<table>" in html and "](#" not in html and "**" not in html
     for rule in Rule:
         assert f'id="{rule_link(rule).split("#", 1)[1]}"' in html
+
+
+def test_the_customer_page_shows_the_codes_of_the_current_rule_book() -> None:
+    """A decision of `current` written by the service's encoder and read by the dashboard's decoder shows its
+    rule, reason and next actions (T2, TRANSFER_NEEDS_RELATIONSHIP, the reseller's invitation and the transfer),
+    not UNKNOWN; a decision a timer made says so without calling it a term end."""
+    client = SchemaRegistryClient.new_client({"url": "mock://dashboard-codes"})
+    settings = Settings(bootstrap_servers="unused:9092", schema_registry_url="mock://dashboard-codes")
+    encoder = OutputEncoders.for_settings(settings, client, auto_register=True).decision
+    actions = [
+        "SEND_RESELLER_INVITATION_TO_CUSTOMER",
+        "REQUEST_DELEGATED_ADMIN_FOR_RESELLER",
+        "REQUEST_PARTNER_TRANSFER",
+    ]
+    record = decision("P1", "C1", "S1") | {
+        "reason": "TRANSFER_NEEDS_RELATIONSHIP",
+        "rule": "T2",
+        "next_actions": actions,
+        "relationship_via_partner_ids": ["D1"],
+        "caused_by_event_id": None,
+        "rulebook_version": "2026-12.1",
+    }
+    decoded = OutputDecoder(client, SUBSCRIPTION_DECISION).decode(encoder.encode(record))
+    assert decoded == record
+    view = View()
+    view.apply_decision(0, decoded)
+    client_app = _client(view)
+    [sub] = client_app.get("/api/partners/P1/customers/C1").json()["subscriptions"]
+    assert (sub["rule"], sub["reason"]) == ("T2", "TRANSFER_NEEDS_RELATIONSHIP")
+    assert [a["code"] for a in sub["next_actions"]] == actions
+    html = client_app.get("/partners/P1/customers/C1").text
+    assert ">T2</a>" in html and "<code>TRANSFER_NEEDS_RELATIONSHIP</code>" in html
+    assert all(f'title="{a}"' in html for a in actions)
+    assert "by timer" in html and "term-end timer" not in html

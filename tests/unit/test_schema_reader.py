@@ -12,8 +12,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from schemas import PARTNER_EVENT, SUBSCRIPTION_EVENT, SchemaName, parsed_schema, schema_str
-from schemas.reader import NotRead, UnsupportedSchema, field_names, reader_source, record_reader
+from schemas import PARTNER_EVENT, SUBSCRIPTION_EVENT, SchemaName, parsed_schema, schema_str, v1_schema_str
+from schemas.reader import NotRead, UnsupportedSchema, field_names, reader_source, record_reader, resolving_reader
 
 _READERS = {name: record_reader(json.loads(schema_str(name))) for name in (SUBSCRIPTION_EVENT, PARTNER_EVENT)}
 _NAMES = {name: field_names(json.loads(schema_str(name))) for name in (SUBSCRIPTION_EVENT, PARTNER_EVENT)}
@@ -34,14 +34,18 @@ days = st.integers(-719_162, 2_932_896)  # every day a date holds
 
 def _symbols(name: SchemaName, field: str) -> list[str]:
     (ftype,) = (f["type"] for f in json.loads(schema_str(name))["fields"] if f["name"] == field)
-    return list(ftype[1]["symbols"])
+    return list((ftype[1] if isinstance(ftype, list) else ftype)["symbols"])
+
+
+instants = millis.map(lambda m: EPOCH + timedelta(milliseconds=m))
+dates = days.map(lambda d: date.fromordinal(719_163 + d))
 
 
 subscription_records = st.fixed_dictionaries(
     {
         "event_type": texts,
         "event_id": texts,
-        "occurred_at": millis.map(lambda m: EPOCH + timedelta(milliseconds=m)),
+        "occurred_at": instants,
         "partner_id": texts,
         "customer_id": texts,
         "subscription_id": optional_texts,
@@ -50,18 +54,22 @@ subscription_records = st.fixed_dictionaries(
         "channel": st.none() | st.sampled_from(_symbols(SUBSCRIPTION_EVENT, "channel")),
         "seller_partner_id": optional_texts,
         "quantity": st.none() | st.integers(-(2**31), 2**31 - 1),
-        "term_start": st.none() | days.map(lambda d: date.fromordinal(719_163 + d)),
-        "term_end": st.none() | days.map(lambda d: date.fromordinal(719_163 + d)),
+        "term_start": st.none() | dates,
+        "term_end": st.none() | dates,
+        "commerce": st.sampled_from(_symbols(SUBSCRIPTION_EVENT, "commerce")),
+        "cancellation_allowed_until": st.none() | dates,
+        "expires_at": st.none() | instants,
     }
 )
 partner_records = st.fixed_dictionaries(
     {
         "event_type": texts,
         "event_id": texts,
-        "occurred_at": millis.map(lambda m: EPOCH + timedelta(milliseconds=m)),
+        "occurred_at": instants,
         "partner_id": texts,
         "program": st.none() | st.sampled_from(_symbols(PARTNER_EVENT, "program")),
         "indirect_provider_ids": st.lists(texts, max_size=120),
+        "azure_expert_msp": st.booleans(),
     }
 )
 
@@ -154,3 +162,114 @@ def test_constructs_outside_the_input_schemas_are_refused(schema: dict[str, Any]
     """A schema construct the input schemas do not use is refused with UnsupportedSchema."""
     with pytest.raises(UnsupportedSchema):
         record_reader(schema)
+
+
+# --- records of version 1, read with the current schema -------------------------------------------------------
+
+_INPUTS: tuple[SchemaName, ...] = (SUBSCRIPTION_EVENT, PARTNER_EVENT)
+_V1 = {name: json.loads(v1_schema_str(name)) for name in _INPUTS}
+_RESOLVING = {name: resolving_reader(json.loads(schema_str(name)), _V1[name]) for name in _V1}
+
+
+def _v1_record(name: SchemaName, record: dict[str, Any]) -> dict[str, Any]:
+    """The record as a version-1 producer has it: without contract 1.1's fields."""
+    return {k: v for k, v in record.items() if k in field_names(_V1[name])}
+
+
+def _fastavro_resolved(name: SchemaName, body: bytes) -> tuple[dict[str, Any], int] | Exception:
+    """What fastavro reads of a version-1 body with the current schema as reader (defaults filled)."""
+    buf = io.BytesIO(body)
+    try:
+        record = fastavro.schemaless_reader(buf, fastavro.parse_schema(_V1[name]), parsed_schema(name))
+    except Exception as exc:
+        return exc
+    return record, buf.tell()  # type: ignore[return-value]
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.sampled_from([SUBSCRIPTION_EVENT, PARTNER_EVENT]), data=st.data())
+def test_a_version_1_record_is_read_with_the_defaults_as_fastavro_resolves_it(name: SchemaName, data: Any) -> None:
+    """A version-1 body read by the resolving reader is fastavro's resolved record: contract 1.1's fields
+    as their defaults (legacy, null, null; false), in the current schema's order."""
+    record = _v1_record(name, data.draw(subscription_records if name == SUBSCRIPTION_EVENT else partner_records))
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(_V1[name]), record)
+    body = buf.getvalue()
+    fields, end = _RESOLVING[name](body, 0)
+    resolved = _fastavro_resolved(name, body)
+    assert (dict(zip(_NAMES[name], fields, strict=True)), end) == resolved
+    defaults = {"commerce": "legacy", "cancellation_allowed_until": None, "expires_at": None, "azure_expert_msp": False}
+    assert {k: v for k, v in resolved[0].items() if k not in record} == {
+        k: v for k, v in defaults.items() if k in _NAMES[name]
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=damaged_bodies())
+def test_a_damaged_version_1_body_is_read_as_fastavro_resolves_it_or_left_to_fastavro(
+    case: tuple[SchemaName, bytes],
+) -> None:
+    """Whatever the resolving reader returns for a damaged body, fastavro's resolution returns too."""
+    name, body = case
+    try:
+        fields, end = _RESOLVING[name](body, 0)
+    except NotRead:
+        return
+    assert (dict(zip(_NAMES[name], fields, strict=True)), end) == _fastavro_resolved(name, body)
+
+
+def _edited(edit: Any) -> dict[str, Any]:
+    schema = json.loads(schema_str(SUBSCRIPTION_EVENT))
+    edit(schema)
+    return schema  # type: ignore[no-any-return]
+
+
+def _field(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(f for f in schema["fields"] if f["name"] == name)
+
+
+@pytest.mark.parametrize(
+    ("reader", "writer"),
+    [
+        (json.loads(schema_str(SUBSCRIPTION_EVENT)), _edited(lambda s: s["fields"].reverse())),
+        (json.loads(schema_str(SUBSCRIPTION_EVENT)), _edited(lambda s: _field(s, "quantity").update(type="int"))),
+        (
+            json.loads(schema_str(SUBSCRIPTION_EVENT)),
+            _edited(lambda s: _field(s, "channel")["type"][1]["symbols"].append("marketplace")),
+        ),
+        (json.loads(schema_str(SUBSCRIPTION_EVENT)), _edited(lambda s: s["fields"].append(_field(s, "offer_id")))),
+        (_edited(lambda s: s["fields"].append({"name": "x", "type": "string"})), _V1[SUBSCRIPTION_EVENT]),
+        (_edited(lambda s: _field(s, "commerce").pop("default")), _V1[SUBSCRIPTION_EVENT]),
+        (
+            _edited(
+                lambda s: s["fields"].append({"name": "x", "type": {"type": "array", "items": "string"}, "default": []})
+            ),
+            _V1[SUBSCRIPTION_EVENT],
+        ),
+    ],
+    ids=[
+        "reordered",
+        "retyped",
+        "writer has a symbol the reader lacks",
+        "writer has more fields",
+        "no default",
+        "enum without default",
+        "array default",
+    ],
+)
+def test_a_writer_the_resolving_reader_does_not_cover_is_left_to_fastavro(
+    reader: dict[str, Any], writer: dict[str, Any]
+) -> None:
+    """Writers that are not an earlier version appended to (or defaults that are not plain) are refused."""
+    with pytest.raises(UnsupportedSchema):
+        resolving_reader(reader, writer)
+
+
+def test_a_writer_with_fewer_enum_symbols_is_read_as_written() -> None:
+    """An enum that gained symbols after the writer's version reads every symbol the writer has as itself."""
+    writer = _edited(lambda s: _field(s, "channel")["type"][1].update(symbols=["UNKNOWN", "csp"]))
+    record = {"event_type": "x", "event_id": "e", "occurred_at": EPOCH, "partner_id": "P", "customer_id": "C"}
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(writer), record | {"channel": "csp"})
+    fields, _end = resolving_reader(json.loads(schema_str(SUBSCRIPTION_EVENT)), writer)(buf.getvalue(), 0)
+    assert dict(zip(_NAMES[SUBSCRIPTION_EVENT], fields, strict=True))["channel"] == "csp"

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import fastavro
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -169,3 +170,27 @@ def test_an_encoder_without_a_generated_writer_writes_the_same_through_fastavro(
     assert write is not through_fastavro.object_writer(SubscriptionDecision.to_dict)
     assert write(decision) == through_fastavro.object_writer(SubscriptionDecision.to_dict)(decision)
     assert write(decision) == header(7) + fastavro_bytes(DECISION_NAME, decision)
+
+
+def test_every_code_of_the_core_is_written_as_fastavro_writes_it() -> None:
+    """Each rule, reason and next action of the core (contract 1.1's T1-E2 codes included) has its symbol."""
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    for rule, reason in zip(list(Rule), [*Reason, *Reason], strict=False):
+        decision = SubscriptionDecision(
+            "P1", "C1", "S1", Decision.CSP_SWITCH_PERMITTED, reason, rule, tuple(NextAction), None, (), at, None, "v",
+        )  # fmt: skip
+        check(decision)
+
+
+def test_a_symbol_the_schema_lacks_is_a_value_error_naming_the_enum() -> None:
+    """A code the schema does not have is refused as fastavro refuses it (ValueError), naming the enum."""
+    decision = SubscriptionDecision(
+        "P1", "C1", "S1", Decision.CSP_SWITCH_PERMITTED, Reason.TERM_ENDED, Rule.R5, (),
+        None, (), datetime(2026, 3, 1, tzinfo=UTC), None, "v",
+    )  # fmt: skip
+    record = decision.to_dict() | {"next_actions": ["NOT_AN_ACTION"]}
+    decision.next_actions = ("NOT_AN_ACTION",)  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="'NOT_AN_ACTION' is not a symbol of enum NextAction"):
+        DECISION(decision)
+    with pytest.raises(ValueError):
+        fastavro.schemaless_writer(io.BytesIO(), parsed_schema(DECISION_NAME), record)

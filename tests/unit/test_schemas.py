@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -12,7 +13,16 @@ import fastavro
 import pytest
 
 import schemas
-from schemas import SCHEMA_NAMES, SchemaName, load_dir, parsed_schema, schema_str, subject_for
+from schemas import (
+    SCHEMA_NAMES,
+    V1_DIR,
+    SchemaName,
+    load_dir,
+    parsed_schema,
+    schema_str,
+    subject_for,
+    v1_schema_str,
+)
 from schemas.compat import incompatibilities
 
 # --- the event contract and the rule book, restated (docs/rules.md explains them) -------------------------
@@ -28,15 +38,22 @@ SUBSCRIPTION_EVENT_FIELDS: dict[str, set[str]] = {
         "quantity",
         "term_start",
         "term_end",
+        "commerce",
+        "cancellation_allowed_until",
     },
     "subscription_cancelled": {"subscription_id"},
-    "subscription_renewed": {"subscription_id", "term_end"},
+    "subscription_renewed": {"subscription_id", "term_end", "cancellation_allowed_until"},
     "relationship_accepted": set(),
     "relationship_ended": set(),
-    "delegated_admin_granted": set(),
+    "delegated_admin_granted": {"expires_at"},
     "delegated_admin_revoked": set(),
 }
-PARTNER_EVENT_FIELDS = {"partner_id", "program", "indirect_provider_ids"}
+PARTNER_EVENT_FIELDS = {"partner_id", "program", "indirect_provider_ids", "azure_expert_msp"}
+CONTRACT_1_1_FIELDS: dict[SchemaName, tuple[str, ...]] = {
+    "subscription_event": ("commerce", "cancellation_allowed_until", "expires_at"),
+    "partner_event": ("azure_expert_msp",),
+}
+"""The fields contract 1.1 adds, in the order the schemas append them to version 1's."""
 DECISION_FIELDS = {
     "partner_id",
     "customer_id",
@@ -62,6 +79,7 @@ STATUS_FIELDS = {
 }
 ENUMS: dict[str, set[str]] = {
     "BillingModel": {"license", "usage"},
+    "Commerce": {"legacy", "nce"},
     "Channel": {"microsoft_direct", "advisor", "open", "enterprise_agreement", "csp", "third_party", "syndication"},
     "PartnerProgram": {
         "csp_direct",
@@ -95,8 +113,11 @@ ENUMS: dict[str, set[str]] = {
         "PURCHASED_FROM_NON_CSP_THIRD_PARTY",
         "RESELLER_WITHOUT_INDIRECT_PROVIDER",
         "LICENSE_NOT_SWITCHABLE_BEFORE_TERM_END",
+        "NCE_TRANSFER_AVAILABLE",
+        "EA_BILLING_TRANSFER_AVAILABLE",
+        "TRANSFER_NEEDS_RELATIONSHIP",
     },
-    "Rule": {f"R{i}" for i in range(1, 11)},
+    "Rule": {f"R{i}" for i in range(1, 11)} | {"T1", "T2", "T3", "E1", "E2"},
     "NextAction": {
         "OFFER_CSP_SUBSCRIPTION",
         "REQUEST_AZURE_PARTNER_SWITCH",
@@ -111,11 +132,15 @@ ENUMS: dict[str, set[str]] = {
         "REQUEST_DELEGATED_ADMIN_FOR_RESELLER",
         "SUPPORT_UNDER_RELATIONSHIP",
         "LINK_INDIRECT_PROVIDER",
+        "REQUEST_PARTNER_TRANSFER",
+        "REQUEST_EA_BILLING_TRANSFER",
+        "SEND_RESELLER_INVITATION_TO_CUSTOMER",
+        "WAIT_FOR_TERM_END",
     },
     "Status": {"MULTICHANNEL", "SINGLE_CHANNEL", "NOT_ELIGIBLE"},
 }
-TIMESTAMPS = {"occurred_at", "decided_at"}
-DATES = {"term_start", "term_end", "blocked_until"}
+TIMESTAMPS = {"occurred_at", "decided_at", "expires_at"}
+DATES = {"term_start", "term_end", "blocked_until", "cancellation_allowed_until"}
 # The changelog shape agreed with the core's multichannel.codec (field names exactly).
 CHANGELOG_SHAPE: dict[str, Any] = {
     "partner_id": None,
@@ -344,6 +369,7 @@ def test_enum_symbols_match_the_core_enums() -> None:
     model = pytest.importorskip("multichannel.model")
     core = {
         "BillingModel": model.BillingModel,
+        "Commerce": model.Commerce,
         "Channel": model.Channel,
         "PartnerProgram": model.Program,
         "Decision": model.Decision,
@@ -355,3 +381,67 @@ def test_enum_symbols_match_the_core_enums() -> None:
     found = {name: set(e["symbols"]) - {"UNKNOWN"} for name, e in enums().items()}
     assert found == {name: {m.value for m in enum} for name, enum in core.items()}
     assert {m.value for m in model.EventType} == set(SUBSCRIPTION_EVENT_FIELDS) | {"partner_program_changed"}
+
+
+# --- version 1, kept whole, and what contract 1.1 adds to it -------------------------------------------------
+
+
+def v1_raw(name: SchemaName) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(v1_schema_str(name))
+    return loaded
+
+
+def test_version_1_is_kept_whole_and_without_contract_1_1() -> None:
+    """schemas/v1 holds every named schema, as contract 1 had them: none of 1.1's fields or codes."""
+    assert sorted(p.stem for p in V1_DIR.glob("*.avsc")) == sorted(SCHEMA_NAMES)
+    assert load_dir(V1_DIR) == {name: v1_schema_str(name) for name in SCHEMA_NAMES}
+    for name, added in CONTRACT_1_1_FIELDS.items():
+        assert not set(added) & {f["name"] for f in v1_raw(name)["fields"]}, name
+    v1_enums = {t["name"]: t for n in SCHEMA_NAMES for t in named_types(v1_raw(n)) if t["type"] == "enum"}
+    assert "T1" not in v1_enums["Rule"]["symbols"] and "WAIT_FOR_TERM_END" not in v1_enums["NextAction"]["symbols"]
+    assert "Commerce" not in v1_enums
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_contract_1_1_appends_optional_fields_to_version_1(name: SchemaName) -> None:
+    """Each schema is version 1's fields, of unchanged types and in order (docs may say more), then contract 1.1's,
+    each with a default."""
+    old, new = schemas.parse(v1_schema_str(name))["fields"], schemas.parse(schema_str(name))["fields"]
+    added = CONTRACT_1_1_FIELDS.get(name, ())
+    assert [f["name"] for f in new] == [f["name"] for f in old] + list(added)
+    for before, after in zip(old, new, strict=False):
+        if before["name"] in ("decision", "reason", "rule", "next_actions"):
+            continue  # enums that gain symbols: the next test
+        assert (after["type"], after.get("default")) == (before["type"], before.get("default")), before["name"]
+    assert all("default" in f for f in new[len(old) :])
+
+
+def test_contract_1_1_appends_enum_symbols_at_the_end() -> None:
+    """Every enum of version 1 keeps its symbols at their indexes; contract 1.1's come after them."""
+    v1_enums = {t["name"]: t for n in SCHEMA_NAMES for t in named_types(v1_raw(n)) if t["type"] == "enum"}
+    for enum_name, old in v1_enums.items():
+        symbols = enums()[enum_name]["symbols"]
+        assert symbols[: len(old["symbols"])] == old["symbols"], enum_name
+        assert enums()[enum_name]["default"] == old["default"] == "UNKNOWN"
+    grown = {n for n, old in v1_enums.items() if enums()[n]["symbols"] != old["symbols"]}
+    assert grown == {"Reason", "Rule", "NextAction"}
+
+
+@pytest.mark.parametrize("name", SCHEMA_NAMES)
+def test_each_schema_is_fully_compatible_with_version_1(name: SchemaName) -> None:
+    """FULL: each schema reads what version 1 wrote, and version 1 reads what it writes."""
+    assert incompatibilities(schema_str(name), v1_schema_str(name), "FULL") == []
+
+
+def test_defaults_that_are_not_null_are_the_cores_defaults() -> None:
+    """commerce and azure_expert_msp are not unions with null: their schema defaults are the contract's, which
+    the core's events default to as well."""
+    model = pytest.importorskip("multichannel.model")
+    commerce = next(f for f in raw("subscription_event")["fields"] if f["name"] == "commerce")
+    expert = next(f for f in raw("partner_event")["fields"] if f["name"] == "azure_expert_msp")
+    assert commerce["type"]["type"] == "enum" and commerce["default"] == "legacy"
+    assert expert["type"] == "boolean" and expert["default"] is False
+    fields = {f.name: f.default for f in dataclasses.fields(model.SubscriptionPurchased)}
+    assert fields["commerce"] == model.Commerce.LEGACY == commerce["default"]
+    fields = {f.name: f.default for f in dataclasses.fields(model.PartnerProgramChanged)}
+    assert fields["azure_expert_msp"] is False

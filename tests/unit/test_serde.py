@@ -181,13 +181,14 @@ def test_every_subscription_event_round_trips_field_for_field(
 
 
 def test_partner_event_round_trips(client: SchemaRegistryClient, encoder: EventEncoder) -> None:
-    """A partner event round-trips, and one without providers decodes with an empty list."""
+    """A partner event round-trips, and one without providers (or the Expert MSP mark) decodes with an empty
+    list (and false)."""
     value = encoder.encode_partner_event(PARTNER_EVENT)
-    assert event_decoder(client, "partner").decode(value) == PARTNER_EVENT
-    no_providers = PARTNER_EVENT | {"program": "csp_direct"}
-    del no_providers["indirect_provider_ids"]
-    decoded = event_decoder(client, "partner").decode(encoder.encode_partner_event(no_providers))
-    assert decoded == no_providers | {"indirect_provider_ids": []}
+    assert event_decoder(client, "partner").decode(value) == PARTNER_EVENT | {"azure_expert_msp": False}
+    expert = PARTNER_EVENT | {"program": "csp_direct", "azure_expert_msp": True}
+    del expert["indirect_provider_ids"]
+    decoded = event_decoder(client, "partner").decode(encoder.encode_partner_event(expert))
+    assert decoded == expert | {"indirect_provider_ids": []}
 
 
 def test_batch_encoding_equals_one_by_one(encoder: EventEncoder) -> None:
