@@ -7,7 +7,7 @@ UV := .cache/uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck unit integration chromium bench bench-scale bench-classify bench-dashboard chaos soak clean
+.PHONY: install run test lint typecheck unit integration chromium bench bench-scale bench-classify bench-dashboard bench-preview chaos soak clean
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv
@@ -59,6 +59,12 @@ bench-scale: install
 bench-classify: install
 	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --group bench --python $(PYTHON)
 	$(BIN)/python -m benchmarks.bench_classify
+
+# The rule-book preview (`multichannel rules preview --to current`) over a seed deployment of 1,000,000 accounts
+# written to a local broker, with 1 and 2 workers (seconds, peak memory of the process tree); writes
+# docs/benchmarks-preview.md. About 6 minutes on 2 cores, most of it writing the deployment's changelog.
+bench-preview: install
+	$(BIN)/python -m benchmarks.bench_preview
 
 # The dashboard at 100,000 accounts and 1,000,000 decisions (memory, page times), then live on the local
 # stack (commit → open overview page); writes docs/dashboard-benchmarks.md. About 2 minutes.

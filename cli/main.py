@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from cli import acls, bench, broker, classify, dashboard, demo, schemas, service, tail, topics, workload
+from cli import acls, bench, broker, classify, dashboard, demo, rules, schemas, service, tail, topics, workload
 
 app = typer.Typer(
     name="multichannel",
@@ -36,6 +36,7 @@ bench.register(app)
 broker.register(app)
 topics.register(app)
 classify.register(app)
+rules.register(app)
 schemas.register(app)
 service.register(app)
 tail.register(app)

@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         description="When set, every dashboard page and API asks for it: `Authorization: Bearer <token>`, "
         "`?token=<token>` once (it sets a cookie), or that cookie.",
     )
+    dashboard_preview_file: str = Field(
+        "",
+        description="A rule-book preview (`multichannel rules preview --to current --output FILE.jsonl`) that the "
+        'dashboard\'s page "What changes under rule book X" (`/preview`) shows, read again whenever the file changes; '
+        "empty: the page says how to write one.",
+    )
     dashboard_metrics_url: str = Field(
         "",
         description="The service's Prometheus endpoint the dashboard reads lag and throughput from; empty means "

@@ -166,8 +166,8 @@ class BatchProcessor:
         return out
 
     def _reconcile_slice(self, now: datetime, limit: int) -> list[OutputRecord]:
-        """Re-evaluate waiting accounts in key order until their records reach `limit` (an account's records are
-        never split); the rest wait for the next batch. The order is sorted once and read on: it is sorted again
+        """Re-evaluate waiting accounts in key order until their records, or the accounts taken, reach `limit` (an
+        account's records are never split); the rest wait for the next batch. The order is sorted once and read on: it is sorted again
         when the waiting set is not what it left (a rollback put a slice back, a restore or a revocation)."""
         pending = self.store.pending_reconcile
         queue, pos = self._reconcile_queue, self._reconcile_pos
@@ -177,12 +177,14 @@ class BatchProcessor:
         reconcile = self.store.classifier.reconcile
         records: list[OutputRecord] = []
         end = len(queue)
-        while pos < end and len(records) < limit:
+        taken = 0
+        while pos < end and len(records) < limit and taken < limit:
             key = queue[pos]
             pos += 1
             if key in pending:
                 records += reconcile(now, (key,))
                 pending.discard(key)
+                taken += 1  # each one saved, changed or not: the slice bounds its changelog records too
         if pending:
             self._reconcile_pos = pos
         else:

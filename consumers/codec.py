@@ -47,41 +47,49 @@ class ServiceCodec:
         decoded: list[Event | dict[str, Any] | InvalidEvent] = self._subscriptions.decode_built(
             [m.value() for m in msgs], typed_subscription_event
         )
-        return self._decode(decoded, msgs, "subscription")
+        return decode_input(decoded, msgs, "subscription")
 
     def decode_partner_batch(self, msgs: Sequence[Message]) -> list[Event | InvalidEvent]:
-        return self._decode(self._partners.decode_batch(msgs), msgs, "partner")
-
-    @staticmethod
-    def _decode(
-        decoded: Sequence[Event | dict[str, Any] | InvalidEvent], msgs: Sequence[Message], kind: TopicKind
-    ) -> list[Event | InvalidEvent]:
-        out: list[Event | InvalidEvent] = []
-        for msg, item in zip(msgs, decoded, strict=True):
-            if isinstance(item, InvalidEvent):
-                out.append(item)
-                continue
-            try:
-                event = parse_event(item) if isinstance(item, dict) else item
-                check_key(kind, msg.key(), event)
-            except InvalidEvent as exc:
-                out.append(exc)
-                continue
-            out.append(event)
-        return out
+        return decode_input(self._partners.decode_batch(msgs), msgs, "partner")
 
     def decode_states(self, values: Sequence[bytes]) -> list[AccountState]:
         """Changelog values of our own writing, in the compact format or in the Avro form of the earlier
         release (read through the registry); a value that does not decode is a bug, so it raises."""
-        result: list[AccountState] = []
-        legacy: list[bytes] = []
-        for value in values:
-            if value[:1] == b"\x00":
-                legacy.append(value)
-            else:
-                result.append(decode_state(value))
-        for item in self._states.decode_values(legacy) if legacy else ():
-            if isinstance(item, InvalidEvent):
-                raise item
-            result.append(state_from_record(item))
-        return result
+        return decode_states(self._states, values)
+
+
+def decode_input(
+    decoded: Sequence[Event | dict[str, Any] | InvalidEvent], msgs: Sequence[Message], kind: TopicKind
+) -> list[Event | InvalidEvent]:
+    """Decoded input values as events, each checked against its record's key (or the `InvalidEvent` to
+    dead-letter)."""
+    out: list[Event | InvalidEvent] = []
+    for msg, item in zip(msgs, decoded, strict=True):
+        if isinstance(item, InvalidEvent):
+            out.append(item)
+            continue
+        try:
+            event = parse_event(item) if isinstance(item, dict) else item
+            check_key(kind, msg.key(), event)
+        except InvalidEvent as exc:
+            out.append(exc)
+            continue
+        out.append(event)
+    return out
+
+
+def decode_states(avro_states: Decoder, values: Sequence[bytes]) -> list[AccountState]:
+    """Whole-account changelog values (formats 0x01 and 0x02, or the first release's Avro form, read with
+    `avro_states`, a decoder of ACCOUNT_STATE) as their states; a value that does not decode raises."""
+    result: list[AccountState] = []
+    legacy: list[bytes] = []
+    for value in values:
+        if value[:1] == b"\x00":
+            legacy.append(value)
+        else:
+            result.append(decode_state(value))
+    for item in avro_states.decode_values(legacy) if legacy else ():
+        if isinstance(item, InvalidEvent):
+            raise item
+        result.append(state_from_record(item))
+    return result

@@ -567,9 +567,12 @@ class _Session:
                 )
             for part in restored:
                 self.metrics.restore_seconds.observe(part.seconds)
-            total_records, total_accounts = self.store.assign(restored, self.svc.clock())
+            # holding the restored accounts reads every account's header (tens of seconds for a million): a guard of
+            # its own, or its time would be charged to the `consume` call this callback runs in
+            with self.guard("restored accounts held", RESTORE_TIMEOUT_S):
+                total_records, total_accounts = self.store.assign(restored, self.svc.clock())
+                freeze_survivors()
             self.metrics.restore_records.inc(total_records)
-            freeze_survivors()
             seconds = time.monotonic() - started
             log.info(
                 "partitions_restored",

@@ -32,6 +32,7 @@ from dashboard import queries
 from dashboard.auth import TokenGate
 from dashboard.docs import rules_html, rules_page
 from dashboard.feed import Progress
+from dashboard.preview import PreviewFile, preview_page
 from dashboard.rules import ACTION_LABEL, DECISION_LABEL, QUEUE_DECISIONS
 from dashboard.service_metrics import MetricsScraper, ServiceStats
 from dashboard.view import View
@@ -78,6 +79,8 @@ class Dashboard:
     scraper: MetricsScraper | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     notifier: Notifier = field(default_factory=Notifier)
+    preview: PreviewFile = field(default_factory=lambda: PreviewFile(None))
+    """The rule-book preview file the preview page shows (MULTICHANNEL_DASHBOARD_PREVIEW_FILE)."""
 
     def status(self) -> dict[str, Any]:
         progress = self.progress()
@@ -198,6 +201,17 @@ def create_app(dashboard: Dashboard, token: str = "") -> Starlette:
         data = queries.search(view, request.query_params.get("q", ""))
         return page("search.html", request, data=data, query=data["query"])
 
+    def preview_data(request: Request) -> dict[str, Any]:
+        return preview_page(
+            dashboard.preview,
+            partner=_optional(request, "partner"),
+            moved=request.query_params.get("moved") == "1",
+            page=_int(request, "page", 1),
+        )
+
+    def rules_preview(request: Request) -> Response:
+        return page("preview.html", request, data=preview_data(request))
+
     def rules_doc(request: Request) -> Response:
         return page("rules.html", request, html=rules_html(), sections=rules_page())
 
@@ -238,6 +252,9 @@ def create_app(dashboard: Dashboard, token: str = "") -> Starlette:
 
     def api_search(request: Request) -> Response:
         return _json(queries.search(view, request.query_params.get("q", "")))
+
+    def api_preview(request: Request) -> Response:
+        return _json(preview_data(request))
 
     def api_rules(request: Request) -> Response:
         return _json({"rules": rules_page()})
@@ -282,6 +299,7 @@ def create_app(dashboard: Dashboard, token: str = "") -> Starlette:
         Route("/calendar", calendar_page),
         Route("/search", search_page),
         Route("/docs/rules.md", rules_doc),
+        Route("/preview", rules_preview),
         Route("/api/overview", api_overview),
         Route("/api/status", api_status),
         Route("/api/stream", api_stream),
@@ -292,6 +310,7 @@ def create_app(dashboard: Dashboard, token: str = "") -> Starlette:
         Route("/api/calendar", api_calendar),
         Route("/api/search", api_search),
         Route("/api/rules", api_rules),
+        Route("/api/preview", api_preview),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

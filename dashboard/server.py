@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import uvicorn
 
 from dashboard.app import Dashboard, create_app
 from dashboard.config import Settings, get_logger, metrics_url
 from dashboard.feed import Feed
+from dashboard.preview import PreviewFile
 from dashboard.service_metrics import MetricsScraper
 from dashboard.view import View
 
@@ -18,6 +21,7 @@ def serve(settings: Settings) -> None:
     view = View()
     dashboard = Dashboard(view, progress=lambda: feed.progress, feed_error=lambda: feed.error)
     dashboard.scraper = MetricsScraper(metrics_url(settings))
+    dashboard.preview = PreviewFile(Path(settings.dashboard_preview_file) if settings.dashboard_preview_file else None)
     feed = Feed(settings, view, on_change=dashboard.notifier.notify)
     app = create_app(dashboard, settings.dashboard_token.get_secret_value())
     config = uvicorn.Config(

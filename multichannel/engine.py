@@ -124,6 +124,35 @@ def _add_to(index: dict[str, list[AccountKey]], name: str, key: AccountKey) -> N
         members.append(key)
 
 
+def admin_in_force(flag: Flag | None, clock: datetime, admin_expiry: bool) -> bool:
+    """The delegated admin in force at `clock`: the latest grant or revocation, which ends at the grant's GDAP
+    expiry in a rule book that reads it (`RuleBook.admin_expiry`)."""
+    if flag is None:
+        return False
+    return flag.active_at(clock) if admin_expiry else flag.active
+
+
+def account_context(acct: Account, partners: PartnerTable, clock: datetime, admin_expiry: bool) -> AccountContext:
+    """The account as the rules of a book (`admin_expiry`: whether it reads GDAP expiries) see it at `clock`,
+    with the partner table as it is: what `Classifier` keeps on the account between events, and what a
+    comparison of two books (`multichannel.preview`) builds once per book."""
+    entries = partners.entries
+    entry = entries.get(acct.partner_id, ABSENT)
+    rel = acct.relationship
+    return AccountContext(  # positional: keyword arguments cost measurably here
+        acct.partner_id,
+        entry.program,
+        entry.in_csp,
+        entries.get(acct.customer_id, ABSENT).in_csp,
+        entry.indirect_provider_ids,
+        rel is not None and rel.active,
+        admin_in_force(acct.delegated_admin, clock, admin_expiry),
+        clock,
+        partners,
+        entry.azure_expert_msp,
+    )
+
+
 class Classifier:
     """Accounts, partner table, timers and indexes; see the module docstring."""
 
@@ -268,7 +297,7 @@ class Classifier:
             flag = acct.delegated_admin = merge_flag(old, granted, event.occurred_at, eid, expires)
             if flag is not old:
                 if ctx is not None:
-                    ctx.delegated_admin = self._admin_at(flag, clock)
+                    ctx.delegated_admin = admin_in_force(flag, clock, self._admin_expiry)
                 if self._admin_expiry and flag is not None and flag.active:
                     end = flag.expires_at
                     if end is not None and end > clock:
@@ -407,13 +436,6 @@ class Classifier:
             at.add(admin.expires_at)
         return sorted(at)
 
-    def _admin_at(self, flag: Flag | None, clock: datetime) -> bool:
-        """The delegated admin in force at `clock`: the latest grant or revocation, which in `current` ends at
-        the grant's GDAP expiry."""
-        if flag is None:
-            return False
-        return flag.active_at(clock) if self._admin_expiry else flag.active
-
     # ------------------------------------------------------------------ evaluation
     def _context(self, acct: Account, clock: datetime) -> AccountContext:
         """The account as the rules see it at `clock`. Kept on the account between events: a flag event
@@ -421,26 +443,11 @@ class Classifier:
         again here), and a restored account starts without one."""
         ctx = acct.context
         if ctx is None:
-            partners = self.partners
-            entries = partners.entries
-            entry = entries.get(acct.partner_id, ABSENT)
-            rel = acct.relationship
-            ctx = acct.context = AccountContext(  # positional: keyword arguments cost measurably here
-                acct.partner_id,
-                entry.program,
-                entry.in_csp,
-                entries.get(acct.customer_id, ABSENT).in_csp,
-                entry.indirect_provider_ids,
-                rel is not None and rel.active,
-                self._admin_at(acct.delegated_admin, clock),
-                clock,
-                partners,
-                entry.azure_expert_msp,
-            )
+            ctx = acct.context = account_context(acct, self.partners, clock, self._admin_expiry)
         else:
             ctx.clock = clock
             if self._admin_expiry:  # a GDAP expiry moves with the clock
-                ctx.delegated_admin = self._admin_at(acct.delegated_admin, clock)
+                ctx.delegated_admin = admin_in_force(acct.delegated_admin, clock, True)
         return ctx
 
     def _evaluate_one(
@@ -515,7 +522,9 @@ class Classifier:
         last emitted records (after a restart, the table may have moved on since the state was saved).
         The cause is the latest partner event (by occurred_at, then event_id) among those in force for
         the partners the account depends on that are not the ones it was saved with (`hold_all` keeps
-        the saved view of each account it found stale): None when only the rule book's version moved.
+        the saved view of each account it found stale): None when only the rule book's version moved. An
+        account `hold_all` found stale counts as changed even when it emits nothing (`changed_accounts`), so
+        that its host saves it with its current view.
         An account with no saved view kept, or saved by an earlier release, counts every partner entry
         as moved."""
         records: list[OutputRecord] = []
@@ -524,14 +533,17 @@ class Classifier:
             acct = self._account(key)
             if acct is None:
                 continue
-            saved = stale_views.pop(key, None) if stale_views else None
+            stale = key in stale_views
+            saved = stale_views.pop(key, None) if stale else None
             if self._transactional:
                 self._touch(key, acct)
-                if saved is not None:
+                if stale:
                     self._reconciled.append((key, saved))
             mark = len(records)
             self._evaluate(acct, clock, None, records)
-            if len(records) > mark:
+            if len(records) > mark or (stale and self._transactional):
+                # a stale account is saved even when nothing changed: with the view it is current against, so
+                # that the next restore does not re-evaluate it again (after a switch of rule book, every one)
                 acct.evaluated_at = clock
                 self._dirty.add(key)
                 cause = self._partner_cause(acct, saved)

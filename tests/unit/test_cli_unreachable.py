@@ -29,8 +29,9 @@ def _closed_port() -> int:
         (["tail", "--json"], "kafka brokers at 127.0.0.1:{port}"),
         (["produce", "{events}"], "kafka brokers at 127.0.0.1:{port}"),
         (["generate", "--publish", "--events", "5"], "kafka brokers at 127.0.0.1:{port}"),
+        (["rules", "preview", "--to", "current"], "kafka brokers at 127.0.0.1:{port}"),
     ],
-    ids=["topics-create", "schemas-check", "schemas-register", "tail", "produce", "generate-publish"],
+    ids=["topics-create", "schemas-check", "schemas-register", "tail", "produce", "generate-publish", "rules-preview"],
 )
 def test_an_unreachable_dependency_gives_one_line_and_exit_3(args: list[str], names: str, tmp_path: Path) -> None:
     """Exit code 3, the address in a one-line error after `did not answer within 1 s`, no traceback."""
