@@ -167,8 +167,9 @@ class BatchProcessor:
 
     def _reconcile_slice(self, now: datetime, limit: int) -> list[OutputRecord]:
         """Re-evaluate waiting accounts in key order until their records, or the accounts taken, reach `limit` (an
-        account's records are never split); the rest wait for the next batch. The order is sorted once and read on: it is sorted again
-        when the waiting set is not what it left (a rollback put a slice back, a restore or a revocation)."""
+        account's records are never split); the rest wait for the next batch. The order is sorted once and read
+        on: it is sorted again when the waiting set is not what it left (a rollback put a slice back, a restore
+        or a revocation)."""
         pending = self.store.pending_reconcile
         queue, pos = self._reconcile_queue, self._reconcile_pos
         if len(queue) - pos != len(pending):
