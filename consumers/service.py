@@ -597,7 +597,10 @@ class _Session:
         self.consumer.committed(tps, timeout=RESTORE_TIMEOUT_S)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = self.store.revoke(tp.partition for tp in partitions)
+        # dropping the accounts of every revoked partition (seconds for a million): a guard of its own, as holding
+        # them on assignment, not charged to the `consume` or `consumer close` call this callback runs in
+        with self.guard("revoked accounts dropped", RESTORE_TIMEOUT_S):
+            gone = self.store.revoke(tp.partition for tp in partitions)
         for p in gone:
             with suppress(KeyError):  # no lag was published for it yet
                 self.metrics.consumer_lag.remove(str(p))

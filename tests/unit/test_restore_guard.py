@@ -1,6 +1,7 @@
-"""A restore's work after the changelog is read (holding every restored account: tens of seconds for a million)
-runs under a watchdog guard of its own, not under the deadline of the `consume` call whose rebalance callback
-it runs in; otherwise an instance that restores a million accounts is ended by its watchdog at every start."""
+"""A restore's work after the changelog is read (holding every restored account: tens of seconds for a million),
+and a revocation's (dropping them: seconds), run under watchdog guards of their own, not under the deadline of
+the `consume` or `consumer close` call whose rebalance callback they run in; otherwise an instance that holds a
+million accounts is ended by its watchdog at every start, and at a SIGTERM after its last commit."""
 
 from __future__ import annotations
 
@@ -52,13 +53,19 @@ class Store:
         self.owned |= {p.partition for p in parts}
         return sum(p.records_read for p in parts), 0
 
+    def revoke(self, partitions: Iterable[int]) -> set[int]:
+        self.seen.append(self.guards.stack[-1])
+        gone = set(partitions) & self.owned
+        self.owned -= gone
+        return gone
+
     def __len__(self) -> int:
         return 0
 
 
-def test_holding_the_restored_accounts_has_a_guard_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inside `consume`'s guard, the assignment callback holds the restored accounts under the restore's own
-    deadline (RESTORE_TIMEOUT_S), not under `consume`'s."""
+def test_holding_and_dropping_accounts_have_guards_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside `consume`'s guard, the assignment callback holds the restored accounts under a deadline of its own
+    (RESTORE_TIMEOUT_S), and inside `consumer close`'s, the revocation callback drops them under another."""
     guards = Guards()
     store = Store(guards)
     s = _Session.__new__(_Session)
@@ -75,3 +82,7 @@ def test_holding_the_restored_accounts_has_a_guard_of_its_own(monkeypatch: pytes
         s._on_assign(None, [TopicPartition("subs", 0), TopicPartition("subs", 1)])  # type: ignore[arg-type]
     assert store.seen == [("restored accounts held", RESTORE_TIMEOUT_S)]
     assert store.owned == {0, 1}
+    with guards.guard("consumer close", 8.0):
+        s._on_revoke(None, [TopicPartition("subs", 0), TopicPartition("subs", 1)])  # type: ignore[arg-type]
+    assert store.seen[1:] == [("revoked accounts dropped", RESTORE_TIMEOUT_S)]
+    assert store.owned == set()
