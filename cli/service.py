@@ -15,8 +15,10 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_command() -> None:
         """Consume billing and partner events and emit decisions exactly once (config: MULTICHANNEL_* env)."""
+        from consumers.commit import ABANDONED_PRODUCERS
         from consumers.runtime import tune_gc
         from consumers.service import ClassifierService
+        from consumers.watchdog import exit_now
 
         tune_gc()
 
@@ -38,4 +40,6 @@ def register(app: typer.Typer) -> None:
         )
         code = service.run()
         log.info("stopped", exit_code=code)
+        if ABANDONED_PRODUCERS:  # freeing one at interpreter shutdown would wait for its blocked call
+            exit_now(code)
         raise typer.Exit(code)

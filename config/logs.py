@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TextIO, cast
 
@@ -70,8 +72,75 @@ def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     return logger
 
 
+OUTAGE_LOG_INTERVAL_S: Final = 10.0
+"""During an outage, at most one connection-error line per broker this often; the rest are counted."""
+
+_CONNECTION_FACILITIES: Final = frozenset({"FAIL", "ERROR"})
+"""librdkafka's facilities of a broker's connection errors: one line per reconnect attempt while it is away."""
+
+
+class _OutageLimiter:
+    """Collapses librdkafka's repeated connection errors into rate-limited lines, per broker address (every
+    client of the process, and the bootstrap and numbered handles of one broker, share it).
+
+    The first error of an outage is logged at once; then at most one per `OUTAGE_LOG_INTERVAL_S`, carrying
+    how many like it were not logged before it; and `recovered` logs the end of the outage with the rest of
+    the count. Nothing is dropped unseen: every suppressed line is counted in a line that is logged."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._outages: dict[str, list[float]] = {}
+        """Broker address -> [first error at, last line logged at, errors, not logged since that line]."""
+
+    def admit(self, broker: str) -> int | None:
+        """None when this error is not to be logged; else how many were suppressed before it."""
+        now = self._clock()
+        with self._lock:
+            outage = self._outages.get(broker)
+            if outage is None:
+                self._outages[broker] = [now, now, 1, 0]
+                return 0
+            outage[2] += 1
+            if now - outage[1] < OUTAGE_LOG_INTERVAL_S:
+                outage[3] += 1
+                return None
+            suppressed = int(outage[3])
+            outage[1], outage[3] = now, 0
+            return suppressed
+
+    def recovered(self) -> None:
+        """The clients work again (a transaction committed): one line per broker that had an outage."""
+        if not self._outages:  # the common case, once per batch: no lock, no work
+            return
+        now = self._clock()
+        with self._lock:
+            outages, self._outages = self._outages, {}
+        log = get_logger(KAFKA_CLIENT_LOGGER)
+        for broker, (first, _last, errors, suppressed) in sorted(outages.items()):
+            log.warning(
+                "kafka_broker_recovered",
+                broker=broker,
+                errors=int(errors),
+                suppressed=int(suppressed),
+                seconds=round(now - first, 3),
+            )
+
+
+OUTAGES: Final = _OutageLimiter()
+
+
+def _broker_of(message: str) -> str | None:
+    """The broker address a connection-error line is about (`host:port/1: Connect to ...` -> `host:port`)."""
+    name, sep, _rest = message.partition(": ")
+    if not sep or "/" not in name:
+        return None
+    return name.partition("/")[0]
+
+
 class _KafkaClientHandler(logging.Handler):
-    """Hands each librdkafka line to structlog as a `kafka_client` event.
+    """Hands each librdkafka line to structlog as a `kafka_client` event; connection errors go through
+    `OUTAGES`.
 
     confluent-kafka calls `logger.log(level, "%s [%s] %s", facility, client name, text)`, the text
     starting with the librdkafka thread (`[thrd:main]: ...`).
@@ -87,6 +156,13 @@ class _KafkaClientHandler(logging.Handler):
                     fields = {"facility": facility, "client": client, "thread": thread[6:], "message": rest}
                 else:
                     fields = {"facility": facility, "client": client, "message": text}
+                broker = _broker_of(fields["message"]) if facility in _CONNECTION_FACILITIES else None
+                if broker is not None:
+                    suppressed = OUTAGES.admit(broker)
+                    if suppressed is None:
+                        return
+                    if suppressed:
+                        fields["suppressed"] = suppressed
             get_logger(KAFKA_CLIENT_LOGGER).log(record.levelno, "kafka_client", **fields)
         except Exception:
             self.handleError(record)

@@ -11,6 +11,7 @@ Both write through `OutputWriter`, which knows the topics and the client's batch
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -34,6 +35,13 @@ from consumers.messages import Headers
 from consumers.metrics import BatchTally
 
 log = get_logger("multichannel.service")
+
+STUCK_GRACE_S = 2.0
+"""How long past its own timeout `send_offsets_to_transaction` may take before its producer is given up."""
+
+ABANDONED_PRODUCERS: list[Any] = []
+"""Producers given up inside a blocked call: never closed or freed (librdkafka would wait for the call), and
+a process that holds one leaves without Python's shutdown (`consumers.service`)."""
 
 Guard = Callable[[str, float], AbstractContextManager[None]]
 """The watchdog's guard: a native call that must return within a deadline."""
@@ -114,6 +122,59 @@ class Phases(Protocol):
     def labels(self, phase: str) -> Any: ...
 
 
+class ProducerStuck(UncertainTransaction):
+    """`send_offsets_to_transaction` blocked past its timeout: librdkafka's group coordinator lookup waits for
+    a broker state change that may never come (librdkafka issues 5456 and 5511: after a broker restart the
+    lookup's retries run out while the coordinator is still loading). The producer is given up and a new
+    session takes its transactional id, which fences it."""
+
+
+class OffsetsSender:
+    """Runs `send_offsets_to_transaction` on a thread of its own, so that the session gets control back when
+    the call blocks past its timeout. One thread per session, handed one call at a time."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self._call = threading.Condition()
+        self._request: tuple[list[TopicPartition], Any, float] | None = None
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def send(self, offsets: list[TopicPartition], group_metadata: Any, timeout_s: float) -> None:
+        """The call's outcome as the client gives it, or `ProducerStuck` when it has not returned within
+        `timeout_s` + `STUCK_GRACE_S` (the call is left running; the producer must not be used again)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="send-offsets", daemon=True)
+            self._thread.start()
+        self._done.clear()
+        with self._call:
+            self._request = (offsets, group_metadata, timeout_s)
+            self._call.notify()
+        if not self._done.wait(timeout_s + STUCK_GRACE_S):
+            ABANDONED_PRODUCERS.append(self.producer)
+            raise ProducerStuck(
+                f"send_offsets_to_transaction did not return {timeout_s + STUCK_GRACE_S:.0f} s after it was"
+                " called: the producer is given up and a new session takes over its transactional id"
+            )
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _serve(self) -> None:
+        while True:
+            with self._call:
+                while self._request is None:
+                    self._call.wait()
+                offsets, metadata, timeout_s = self._request
+                self._request = None
+            try:
+                self.producer.send_offsets_to_transaction(offsets, metadata, timeout_s)
+            except BaseException as exc:  # handed to the caller's thread, raised there
+                self._error = exc
+            self._done.set()
+
+
 class ExactlyOnce:
     """One transaction per batch (EOS v2): the outputs, the changelog and the input offsets commit together."""
 
@@ -125,6 +186,7 @@ class ExactlyOnce:
         self.timeout_s = settings.transaction_timeout_ms / 1000
         self.started = 0.0
         """When the open transaction began (monotonic)."""
+        self.offsets = OffsetsSender(producer)
 
     def begin(self) -> None:
         self.started = time.monotonic()
@@ -142,7 +204,7 @@ class ExactlyOnce:
         if next_offsets:
             offsets = [TopicPartition(self.s.subscription_topic, p, o) for p, o in sorted(next_offsets.items())]
             with self.guard("send_offsets_to_transaction", timeout_s):
-                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), timeout_s)
+                self.offsets.send(offsets, self.consumer.consumer_group_metadata(), timeout_s)
         offsets_sent = time.monotonic()
         self._commit()
         phases.labels("process").observe(processed - self.started)

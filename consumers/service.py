@@ -32,13 +32,13 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from config.errors import AccessRefused, DependencyUnreachable, access_refusal, is_authorization, is_refusal
-from config.logs import get_logger
+from config.logs import OUTAGES, get_logger
 from config.reachability import wait_for_brokers, wait_for_registry
 from config.settings import Settings
 from consumers.batch import BatchOutput, BatchProcessor
 from consumers.changelog import read_changelog
 from consumers.codec import ServiceCodec
-from consumers.commit import AtLeastOnce, ExactlyOnce, OutputWriter
+from consumers.commit import ABANDONED_PRODUCERS, AtLeastOnce, ExactlyOnce, OutputWriter
 from consumers.dead_letters import dead_letter_limit
 from consumers.kafka_errors import (
     FatalClientError,
@@ -374,11 +374,12 @@ class _Session:
     def _close(self) -> None:
         """Close every client; a failure here (a fenced producer re-raises on flush) must not mask
         the error that ended the session."""
-        closes = (
+        closes: list[tuple[str, Callable[[], object]]] = [
             ("consumer close", self.consumer.close),
             ("partner feed close", self.partners.close),
-            ("producer flush", lambda: self.producer.flush(self.s.shutdown_timeout_s)),
-        )
+        ]
+        if self.producer not in ABANDONED_PRODUCERS:  # a given-up producer is still inside its blocked call
+            closes.append(("producer flush", lambda: self.producer.flush(self.s.shutdown_timeout_s)))
         for what, close in closes:
             try:
                 with self.guard(what, self.s.shutdown_timeout_s):
@@ -511,6 +512,7 @@ class _Session:
         else:
             self.processor.forget_refused()
         self.store.commit()
+        OUTAGES.recovered()  # a broker outage's last suppressed connection errors, and its end
         freeze_survivors()
         self.metrics.transaction_seconds.observe(time.monotonic() - started)
         self.metrics.publish(tally)

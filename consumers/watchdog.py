@@ -40,7 +40,7 @@ class _Guard:
     deadline: float
 
 
-def _exit_now(code: int) -> None:
+def exit_now(code: int) -> None:
     """Flush what was logged and leave without running Python's shutdown (which could block too)."""
     for stream in (sys.stdout, sys.stderr):
         with suppress(OSError, ValueError):
@@ -58,7 +58,7 @@ class Watchdog:
         stop_deadline_s: float,
         grace_s: float = GRACE_S,
         tick_s: float = 0.25,
-        exit: Callable[[int], None] = _exit_now,
+        exit: Callable[[int], None] = exit_now,
     ) -> None:
         self.exit_code = exit_code
         self.grace_s = grace_s
