@@ -188,7 +188,7 @@ def _channels(s: Settings) -> list[Channel]:
                     "`partner_id` (UTF-8)",
                 ),
             ),
-            receives=(f"{app}-partners",),
+            receives=(f"{app}-restore",),
             sends=True,
         ),
     ]
@@ -325,7 +325,9 @@ def asyncapi_document(s: Settings) -> dict[str, Any]:
                 "action": "send",
                 "channel": channel_ref,
                 "summary": f"Written by the transactional producer `{s.application_id}-<instance id>`, in the "
-                "batch's transaction.",
+                "batch's transaction."
+                if s.exactly_once
+                else "Written by the service's producer, flushed before the batch's offsets are committed.",
             }
         for m in c.messages:
             messages[m.name] = _message(s, c, m)
