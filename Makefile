@@ -7,7 +7,7 @@ UV := .cache/uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck unit integration chromium bench bench-scale bench-classify bench-dashboard bench-preview chaos soak clean
+.PHONY: install run test lint typecheck unit integration chromium promtool asyncapi bench bench-scale bench-classify bench-dashboard bench-preview chaos soak clean
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv
@@ -26,18 +26,26 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install promtool
 	$(BIN)/pytest tests/unit
 
 # Debian's chromium for the dashboard's browser tests (installed when missing and root; else a message).
 chromium:
 	bash deploy/local/chromium.sh
 
+# Debian's promtool for the tests of the alert and recording rules in deploy/prometheus/ (same way as chromium).
+promtool:
+	bash deploy/local/promtool.sh
+
 integration: install chromium
 	$(BIN)/pytest tests/integration
 
-test: lint typecheck chromium
+test: lint typecheck chromium promtool
 	$(BIN)/pytest
+
+# docs/asyncapi.yaml from the settings' defaults and schemas/*.avsc (`--check` in the tests keeps it current).
+asyncapi: install
+	$(BIN)/multichannel asyncapi
 
 run: install
 	$(BIN)/multichannel demo

@@ -5,7 +5,21 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from cli import acls, bench, broker, classify, dashboard, demo, rules, schemas, service, tail, topics, workload
+from cli import (
+    acls,
+    asyncapi,
+    bench,
+    broker,
+    classify,
+    dashboard,
+    demo,
+    rules,
+    schemas,
+    service,
+    tail,
+    topics,
+    workload,
+)
 
 app = typer.Typer(
     name="multichannel",
@@ -32,6 +46,7 @@ def check_settings() -> None:
 
 
 acls.register(app)
+asyncapi.register(app)
 bench.register(app)
 broker.register(app)
 topics.register(app)

@@ -13,7 +13,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client import Counter as PromCounter
 
 
@@ -108,6 +115,7 @@ class ServiceMetrics:
         self.ready = Gauge(
             "multichannel_ready", "1 when state is restored and the partner table caught up.", registry=r
         )
+        ProcessCollector(namespace="multichannel", registry=r)  # start time (restarts), CPU, memory of the process
 
     def publish(self, tally: BatchTally) -> None:
         """Add a committed batch's counts to the counters."""
