@@ -110,7 +110,15 @@ class _OutageLimiter:
             return suppressed
 
     def recovered(self) -> None:
-        """The clients work again (a transaction committed): one line per broker that had an outage."""
+        """The clients work again (a transaction committed, partitions were assigned): one line per broker
+        that had an outage, with the rest of its count."""
+        self._end("kafka_broker_recovered")
+
+    def unrecovered(self) -> None:
+        """The process stops while brokers are still away: their counts are logged, not lost."""
+        self._end("kafka_broker_outage_open")
+
+    def _end(self, event: str) -> None:
         if not self._outages:  # the common case, once per batch: no lock, no work
             return
         now = self._clock()
@@ -118,13 +126,8 @@ class _OutageLimiter:
             outages, self._outages = self._outages, {}
         log = get_logger(KAFKA_CLIENT_LOGGER)
         for broker, (first, _last, errors, suppressed) in sorted(outages.items()):
-            log.warning(
-                "kafka_broker_recovered",
-                broker=broker,
-                errors=int(errors),
-                suppressed=int(suppressed),
-                seconds=round(now - first, 3),
-            )
+            seconds = round(now - first, 3)
+            log.warning(event, broker=broker, errors=int(errors), suppressed=int(suppressed), seconds=seconds)
 
 
 OUTAGES: Final = _OutageLimiter()

@@ -171,6 +171,7 @@ class ClassifierService:
             return exc.exit_code
         finally:
             self.health.ready = False
+            OUTAGES.unrecovered()
             self.watchdog.close()
             if ops is not None:
                 ops.stop()
@@ -587,6 +588,7 @@ class _Session:
         self.metrics.partitions_owned.set(len(self.store.owned))
         self.metrics.accounts_held.set(len(self.store))
         self.svc.health.ready = True
+        OUTAGES.recovered()  # the group coordinator answered: an idle instance has no commit to say so
 
     def _await_previous_owner(self, partitions: list[int]) -> None:
         """Wait until no transaction of a previous owner still holds offsets of these partitions. An owner

@@ -68,6 +68,9 @@ def test_an_outage_logs_its_first_error_then_one_line_per_broker_per_interval_th
         clock.now += 0.5
         config.logs.OUTAGES.recovered()
         config.logs.OUTAGES.recovered()  # once per outage
+        _client_line(logger, "FAIL", "10.0.0.1:9092", "Connect to ipv4#10.0.0.1:9092 failed: Connection refused")
+        _client_line(logger, "FAIL", "10.0.0.1:9092", "Connect to ipv4#10.0.0.1:9092 failed: Connection refused")
+        config.logs.OUTAGES.unrecovered()  # a stop during the next outage: its count is not lost
     lines = [(e["event"], e.get("facility"), e.get("suppressed"), e.get("broker")) for e in logs]
     assert lines == [
         ("kafka_client", "FAIL", None, None),
@@ -76,6 +79,8 @@ def test_an_outage_logs_its_first_error_then_one_line_per_broker_per_interval_th
         ("kafka_client", "FAIL", 4, None),  # the four of the first interval it stands for
         ("kafka_broker_recovered", None, 1, "10.0.0.1:9092"),
         ("kafka_broker_recovered", None, 0, "10.0.0.2:9092"),
+        ("kafka_client", "FAIL", None, None),  # a new outage: its first error at once
+        ("kafka_broker_outage_open", None, 1, "10.0.0.1:9092"),
     ]
-    assert [e.get("errors") for e in logs[-2:]] == [7, 1]
-    assert logs[-2]["seconds"] == pytest.approx(5.0 + OUTAGE_LOG_INTERVAL_S + 0.5)
+    assert [e.get("errors") for e in logs[-4:]] == [7, 1, None, 2]
+    assert logs[-4]["seconds"] == pytest.approx(5.0 + OUTAGE_LOG_INTERVAL_S + 0.5)
