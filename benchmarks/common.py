@@ -22,6 +22,11 @@ ALOS = "service, at-least-once"
 EOS = "service, exactly-once"
 EOS_CURRENT = "service, exactly-once, rule book current"
 """The exactly-once service under the `current` rule book, on the same input: its rate next to `seed`'s."""
+EOS_TRACING = "service, exactly-once, tracing on"
+"""The exactly-once service exporting spans over OTLP (to `benchmarks.otlp_sink`), on the same input, one record in
+`TRACED_EVERY` of which carries a sampled traceparent: its rate next to the untraced run's."""
+TRACED_EVERY = 100
+"""One input record in this many carries a traceparent, as from billing systems that sample 1% of their traces."""
 PEER = "Quix Streams peer, exactly-once"
 CEILING = "service work without Kafka (ceiling)"
 REALISTIC_EOS = "service, exactly-once, realistic workload"

@@ -31,9 +31,11 @@ from benchmarks.common import (
     CEILING,
     EOS,
     EOS_CURRENT,
+    EOS_TRACING,
     PASSTHROUGH,
     PEER,
     REALISTIC_EOS,
+    TRACED_EVERY,
     BenchError,
     BenchOptions,
     RunResult,
@@ -45,6 +47,7 @@ from benchmarks.common import (
 )
 from benchmarks.kills import measure_repeated_kills
 from benchmarks.latency import measure_latency
+from benchmarks.otlp_sink import OtlpSink
 from benchmarks.peer_check import compare_decisions, read_decisions
 from benchmarks.profiling import profile_service
 from benchmarks.recovery import measure_recovery
@@ -61,6 +64,8 @@ from schemas import SUBSCRIPTION_DECISION, SUBSCRIPTION_EVENT
 
 Starter = Callable[[str, str], Launch]
 """Starts one run of a variant: (run label, input topic) -> its launch."""
+RATE_ONLY = frozenset({EOS_CURRENT, EOS_TRACING})
+"""Variants run for their rate next to the exactly-once service's: their latency would be the same batch cycle's."""
 
 
 @dataclass
@@ -81,6 +86,8 @@ class _Bench:
     realistic: tuple[str, int, Starter] | None = None
     realistic_info: dict[str, Any] | None = None
     decision_topics: dict[str, str] = field(default_factory=dict)
+    otlp_sink: OtlpSink | None = None
+    """The collector the tracing-on runs export their spans to."""
     bar: tuple[Progress, TaskID] | None = None
     """The progress bar and its task, while the measurements run."""
 
@@ -95,7 +102,7 @@ class _Bench:
     def steps(self) -> int:
         """The progress bar's steps: every throughput run, every latency run, and one per later section."""
         realistic = self.realistic is not None
-        latency = len(self.starters) - (EOS_CURRENT in self.starters)
+        latency = len(self.starters) - len(RATE_ONLY & set(self.starters))
         return self.opts.runs * (len(self.starters) + realistic) + latency + 5 + realistic
 
     def step(self, description: str) -> None:
@@ -119,7 +126,11 @@ def run_bench(settings: Settings, opts: BenchOptions, uv: Path) -> dict[str, Any
         console=console,
     ) as progress:
         bench.bar = progress, progress.add_task("benchmark", total=bench.steps())
-        sections = _measure(bench)
+        try:
+            sections = _measure(bench)
+        finally:
+            if bench.otlp_sink is not None:
+                bench.otlp_sink.close()
     report = _report(bench, sections, started)
     write_report(report, opts.docs_dir)
     return report
@@ -139,19 +150,23 @@ def _prepare(settings: Settings, opts: BenchOptions, uv: Path) -> _Bench:
     with console.status("generating and publishing the workload…"):
         workload = build_workload(s, opts)
         produce_all(s, partner_topic, workload.partner_messages)
-        produce_all(s, input_topic, [(k, v) for _e, k, v in workload.account_messages])
+        produce_all(s, input_topic, [(k, v) for _e, k, v in workload.account_messages], TRACED_EVERY)
     total = topic_size(s, input_topic, opts.partitions)
     console.print(
         f"workload: {total:,} account events, {len(workload.accounts):,} accounts, "
         f"{len(workload.partner_messages):,} partner events"
     )
     python = peer_python(opts, uv) if opts.peer else None
+    sink = OtlpSink()
     variants = Variants(s, opts, python)
     starters: dict[str, Starter] = {
         PASSTHROUGH: variants.passthrough,
         ALOS: lambda label, topic: variants.service(label, topic, "at_least_once")[0],
         EOS: lambda label, topic: variants.service(label, topic, "exactly_once_v2")[0],
         EOS_CURRENT: lambda label, topic: variants.service(label, topic, "exactly_once_v2", rulebook="current")[0],
+        EOS_TRACING: lambda label, topic: variants.service(
+            label, topic, "exactly_once_v2", otel_traces_exporter="otlp", otel_exporter_otlp_endpoint=sink.url
+        )[0],
     }
     if python is not None:
         starters[PEER] = variants.peer
@@ -167,6 +182,7 @@ def _prepare(settings: Settings, opts: BenchOptions, uv: Path) -> _Bench:
         {name: VariantResult(name) for name in [*starters, CEILING]},
         Decoder(registry_client(s), SUBSCRIPTION_EVENT),
         Decoder(registry_client(s), SUBSCRIPTION_DECISION),
+        otlp_sink=sink,
     )
     if opts.shapes is not None:
         with console.status("generating and publishing the realistic workload…"):
@@ -282,10 +298,10 @@ def _peer_check(bench: _Bench) -> str:
 
 
 def _latency_runs(bench: _Bench) -> None:
-    """Each variant's latency at half its median rate, into its results (the `current` rule book's run is there for
-    its rate next to `seed`'s: its latency would be the same batch cycle's)."""
+    """Each variant's latency at half its median rate, into its results (the `RATE_ONLY` runs are there for their
+    rate)."""
     for name, start in bench.starters.items():
-        if name == EOS_CURRENT:
+        if name in RATE_ONLY:
             continue
         bench.step(f"{name}, latency")
         rate = (bench.results[name].median("events_per_s") or 1000) / 2
@@ -383,6 +399,11 @@ def _report(bench: _Bench, sections: dict[str, Any], started: float) -> dict[str
         "profile": sections["profile"],
         "profile_file": str(sections["profile_path"]),
         "wall_seconds": round(time.monotonic() - started),
+        "tracing": {
+            "traced_every": TRACED_EVERY,
+            "otlp_requests": bench.otlp_sink.requests if bench.otlp_sink else 0,
+            "otlp_bytes": bench.otlp_sink.bytes if bench.otlp_sink else 0,
+        },
     }
     report["targets"] = targets(
         results,

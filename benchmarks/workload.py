@@ -62,14 +62,18 @@ def build_workload(settings: Settings, opts: BenchOptions, shape: Shape = "unifo
     return Workload(partners, accounts, list(seen))
 
 
-def produce_all(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+def produce_all(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]], traced_every: int = 0) -> None:
+    """Publish `messages`; with `traced_every`, every so many carries a sampled W3C traceparent of its own trace."""
     producer = Producer(
         {**settings.kafka_client_config(), "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True}
     )
-    for key, value in messages:
+    for i, (key, value) in enumerate(messages):
+        headers: list[tuple[str, str | bytes | None]] | None = None
+        if traced_every and i % traced_every == 0:
+            headers = [("traceparent", f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01".encode())]
         while True:
             try:
-                producer.produce(topic, value=value, key=key)
+                producer.produce(topic, value=value, key=key, headers=headers)
                 break
             except BufferError:
                 producer.poll(0.05)

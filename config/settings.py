@@ -1,7 +1,8 @@
 """The one settings object of the service and the CLI.
 
 Every field is read from a `MULTICHANNEL_`-prefixed environment variable (for example
-`MULTICHANNEL_BOOTSTRAP_SERVERS`); the defaults run the embedded local demo. The README's
+`MULTICHANNEL_BOOTSTRAP_SERVERS`), except the tracing fields, which read OpenTelemetry's standard `OTEL_*`
+names (`env_name` gives a field's variable); the defaults run the embedded local demo. The README's
 configuration table documents every field.
 """
 
@@ -11,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.logs import kafka_client_logger
@@ -22,7 +23,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Configuration of brokers, registry, topics, batching and operations."""
 
-    model_config = SettingsConfigDict(env_prefix="MULTICHANNEL_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="MULTICHANNEL_", extra="ignore", frozen=True, validate_by_name=True)
 
     # --- connections ---------------------------------------------------------------------------
     bootstrap_servers: str = Field(
@@ -141,6 +142,60 @@ class Settings(BaseSettings):
         "log line per attempt, with backoff); past it the command exits with code 3 and a one-line error.",
     )
 
+    # --- tracing (OpenTelemetry's own variable names) -----------------------------------------------
+    otel_sdk_disabled: bool = Field(
+        False, validation_alias="OTEL_SDK_DISABLED", description="true: no tracing, whatever else is set."
+    )
+    otel_traces_exporter: str = Field(
+        "none",
+        validation_alias="OTEL_TRACES_EXPORTER",
+        description="Where spans go: `none` (the default here, unlike the SDK's: nothing is traced or exported), "
+        "`otlp` (OTLP over HTTP/protobuf), `console` (JSON on stdout), or both comma-separated.",
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        "",
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="Base URL of the OTLP collector; spans go to `<endpoint>/v1/traces`. Empty means "
+        "`http://localhost:4318`.",
+    )
+    otel_exporter_otlp_traces_endpoint: str = Field(
+        "",
+        validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        description="Full URL for spans, used as it is instead of the base URL above.",
+    )
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = Field(
+        "http/protobuf",
+        validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL",
+        description="OTLP transport; only `http/protobuf` is installed (no gRPC).",
+    )
+    otel_service_name: str = Field(
+        "multichannel-classifier", validation_alias="OTEL_SERVICE_NAME", description="`service.name` of the spans."
+    )
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = Field(
+        "parentbased_always_on",
+        validation_alias="OTEL_TRACES_SAMPLER",
+        description="Which batches are sampled; `parentbased_*` follows an input record's sampled flag for its span.",
+    )
+    otel_traces_sampler_arg: float = Field(
+        1.0, ge=0, le=1, validation_alias="OTEL_TRACES_SAMPLER_ARG", description="Ratio of the traceidratio samplers."
+    )
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _known_exporters(cls, value: str) -> str:
+        names = {n.strip() for n in value.split(",") if n.strip()} or {"none"}
+        unknown = names - {"none", "otlp", "console"}
+        if unknown:
+            raise ValueError(f"unknown exporter {', '.join(sorted(unknown))}: use none, otlp or console")
+        return ",".join(sorted(names - {"none"})) or "none"
+
     # --- dashboard -------------------------------------------------------------------------------
     dashboard_host: str = Field(
         "127.0.0.1", description="Address the dashboard listens on (loopback only unless set otherwise)."
@@ -180,6 +235,11 @@ class Settings(BaseSettings):
     )
 
     @property
+    def tracing(self) -> bool:
+        """Spans are made and exported: an exporter is named and the SDK is not disabled."""
+        return self.otel_traces_exporter != "none" and not self.otel_sdk_disabled
+
+    @property
     def changelog_topic(self) -> str:
         """The compacted state changelog, co-partitioned with the subscription topic."""
         return f"{self.application_id}-state-changelog"
@@ -217,11 +277,11 @@ class Settings(BaseSettings):
         return {self.dead_letter_topic: {"max.message.bytes": str(self.dead_letter_max_bytes)}}
 
     def to_env(self) -> dict[str, str]:
-        """These settings as the `MULTICHANNEL_` variables that give a child process the same ones."""
+        """These settings as the variables that give a child process the same ones."""
         env: dict[str, str] = {}
         for name, raw in self.model_dump().items():
             value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
-            env[f"MULTICHANNEL_{name.upper()}"] = str(value)
+            env[env_name(name)] = str(value)
         return env
 
     def kafka_client_config(self) -> dict[str, Any]:
@@ -248,17 +308,28 @@ class Settings(BaseSettings):
         return conf
 
 
+def env_name(field: str) -> str:
+    """The environment variable of a settings field: `MULTICHANNEL_<FIELD>`, or its `OTEL_*` name."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else f"MULTICHANNEL_{field.upper()}"
+
+
+_ALIASED = {a: name for name, f in Settings.model_fields.items() if isinstance(a := f.validation_alias, str)}
+"""`OTEL_*` name -> field, for errors reported under the variable's name."""
+
+
 def describe_invalid_settings(error: ValidationError) -> str:
     """One line per invalid variable, named as it is set (`MULTICHANNEL_BATCH_SIZE: ...`); the values
     of secret fields are not shown."""
     lines: list[str] = []
     for item in error.errors():
         field = str(item["loc"][0]) if item["loc"] else ""
+        field = _ALIASED.get(field, field)
         info = Settings.model_fields.get(field)
         secret = info is not None and info.annotation is SecretStr
         if not field:  # a check of the settings as a whole
             lines.append(item["msg"])
             continue
         shown = "" if secret else f" (got {item['input']!r})"
-        lines.append(f"MULTICHANNEL_{field.upper()}: {item['msg']}{shown}")
+        lines.append(f"{env_name(field)}: {item['msg']}{shown}")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import Message
 
@@ -32,6 +32,9 @@ from consumers.store import AccountStore
 from multichannel.errors import InvalidEvent, RecordRefused, UnknownEventType
 from multichannel.model import AccountKey, Event, PartnerProgramChanged
 from multichannel.records import CustomerStatusRecord, OutputRecord, SubscriptionDecision
+
+if TYPE_CHECKING:
+    from consumers.tracing import BatchTrace
 
 log = get_logger("multichannel.service")
 
@@ -81,6 +84,8 @@ class BatchOutput:
     """Account key bytes (`partner_id:customer_id`) -> account, of every account the batch writes a record of."""
     refused: dict[AccountKey, tuple[RefusedRecord, int]] = field(default_factory=dict)
     """Refused accounts the batch touched, with how many of their events it dead-lettered."""
+    traced: bool = False
+    """Some decisions or statuses carry headers (a trace context, `consumers.tracing`)."""
     timers_pending: bool = False
     """Due timers were left for the next batch (the slice reached the limit): this batch took none of its
     input, which the caller reads again once the timers are fired (events apply after due timers)."""
@@ -118,6 +123,8 @@ class BatchProcessor:
         """Accounts whose records are refused: their events of the batch become dead letters (RECORD_REFUSED)
         and whatever else changed them in the batch is undone. Kept until a batch with input commits."""
         self._refused_events: Counter[AccountKey] = Counter()
+        self.trace: BatchTrace | None = None
+        """The spans of the running batch when tracing is on (`consumers.tracing`); None when off."""
 
     # ------------------------------------------------------------------ what is due
     def timers_due(self, now: datetime) -> bool:
@@ -163,6 +170,8 @@ class BatchProcessor:
         self._release_partner_dead_letters(out, tally)
         self._write_partner_table(out)
         self._finish(out, tally)
+        if self.trace is not None:
+            self.trace.tag_dead_letters(out)
         return out
 
     def _reconcile_slice(self, now: datetime, limit: int) -> list[OutputRecord]:
@@ -236,6 +245,10 @@ class BatchProcessor:
         classifier = self.store.classifier
         decoded = self.codec.decode_partner_batch(list(msgs))
         read = self.store.read_partner_record
+        apply = classifier.apply
+        traced = None if self.trace is None or out is None else self.trace.attribution(apply, msgs, decoded, out)
+        if traced is not None:
+            apply = traced.apply
         for msg, item in zip(msgs, decoded, strict=True):
             if not isinstance(item, PartnerProgramChanged):
                 read(partition_of(msg), offset_of(msg), None)
@@ -247,11 +260,13 @@ class BatchProcessor:
                 self.store.keep_bad_partner_record(partition_of(msg), msg, error)
                 continue
             read(partition_of(msg), offset_of(msg), item.partner_id)
-            emitted = classifier.apply(item, now)
+            emitted = apply(item, now)
             tally.events_in["partner", item.event_type] += 1
             tally.outcomes["duplicate" if emitted is None else "applied"] += 1
             if out is not None and emitted:
                 self._emit(emitted, out, tally)
+        if traced is not None:
+            traced.close()
 
     def _apply_subscription_records(
         self, records: Sequence[Message], now: datetime, out: BatchOutput, tally: BatchTally
@@ -260,6 +275,9 @@ class BatchProcessor:
         topic = self.subscription_topic
         decoded = self.codec.decode_subscription_batch(records)
         apply, emit, note = self.store.classifier.apply, self._emit, self.store.note
+        traced = None if self.trace is None else self.trace.attribution(apply, records, decoded, out)
+        if traced is not None:  # tracing on: one check per batch, the loop is the same
+            apply = traced.apply
         refused = self.refused
         kinds: Counter[str] = Counter()
         duplicates = 0
@@ -290,6 +308,8 @@ class BatchProcessor:
                 emit(emitted, out, tally)
         if run_keys:
             note(run_partition, run_keys)
+        if traced is not None:
+            traced.close()
         for event_type, n in kinds.items():
             tally.events_in["subscription", event_type] += n
         applied = sum(kinds.values()) - duplicates

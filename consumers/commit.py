@@ -65,7 +65,7 @@ class OutputWriter:
             (s.status_topic, out.statuses, "status"),
         ):
             if batch:
-                self._produce_batch(topic, batch)
+                (self._produce_runs if out.traced else self._produce_batch)(topic, batch)
                 tally.records_out[kind] += len(batch)
         for key, value, headers in out.dead_letters:
             self._produce_one(s.dead_letter_topic, key, value, headers)
@@ -108,6 +108,20 @@ class OutputWriter:
                 raise KafkaException(refusal)
             self.producer.poll(0.05)
             pending = failed
+
+    def _produce_runs(self, topic: str, batch: list[dict[str, Any]]) -> None:
+        """`batch` in order, its records with headers (a trace context) one by one: produce_batch sends none."""
+        run: list[dict[str, Any]] = []
+        for m in batch:
+            if "headers" in m:
+                if run:
+                    self._produce_batch(topic, run)
+                    run = []
+                self._produce_one(topic, m["key"], m["value"], m["headers"])
+            else:
+                run.append(m)
+        if run:
+            self._produce_batch(topic, run)
 
     def _produce_one(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         while True:
@@ -187,9 +201,12 @@ class ExactlyOnce:
         self.started = 0.0
         """When the open transaction began (monotonic)."""
         self.offsets = OffsetsSender(producer)
+        self.marks: list[tuple[str, float]] = []
+        """(phase, when it ended) of the last batch, as far as it got: its phase spans when tracing is on."""
 
     def begin(self) -> None:
         self.started = time.monotonic()
+        self.marks = [("begin", self.started)]
         with self.guard("begin_transaction", self.timeout_s):
             self.producer.begin_transaction()
 
@@ -206,7 +223,9 @@ class ExactlyOnce:
             with self.guard("send_offsets_to_transaction", timeout_s):
                 self.offsets.send(offsets, self.consumer.consumer_group_metadata(), timeout_s)
         offsets_sent = time.monotonic()
+        self.marks += [("process", processed), ("produce", produced), ("offsets", offsets_sent)]
         self._commit()
+        self.marks.append(("commit", time.monotonic()))
         phases.labels("process").observe(processed - self.started)
         phases.labels("produce").observe(produced - processed)
         phases.labels("offsets").observe(offsets_sent - produced)
@@ -272,9 +291,12 @@ class AtLeastOnce:
         self.writer = OutputWriter(producer, settings, self.refused)
         self.timeout_s = settings.transaction_timeout_ms / 1000
         self.delivery_errors = delivery_errors
+        self.marks: list[tuple[str, float]] = []
+        """(phase, when it ended) of the last batch, as far as it got (`ExactlyOnce.marks`)."""
 
     def finish(self, out: BatchOutput, tally: BatchTally, next_offsets: dict[int, int]) -> None:
         timeout_s = self.timeout_s
+        self.marks = [("process", time.monotonic())]
         for what, produce in (("produce", self.writer.outputs), ("produce changelog", self.writer.changelog)):
             try:
                 with self.guard(what, timeout_s):
@@ -283,6 +305,7 @@ class AtLeastOnce:
                 if not self.refused:
                     raise
             self._flush_delivered()
+        self.marks.append(("produce", time.monotonic()))
         if next_offsets:
             offsets = [TopicPartition(self.s.subscription_topic, p, o) for p, o in sorted(next_offsets.items())]
             try:
@@ -293,6 +316,7 @@ class AtLeastOnce:
                 if refused is not None:
                     raise refused from None
                 raise UncertainTransaction(f"offset commit failed: {kafka_error(exc)}") from exc
+        self.marks.append(("offsets", time.monotonic()))
 
     def _flush_delivered(self) -> None:
         """Wait for every record produced so far; any not delivered ends the session, and a refusal by the

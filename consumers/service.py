@@ -56,6 +56,7 @@ from consumers.runtime import freeze_survivors
 from consumers.serde import RegistryUnavailableError
 from consumers.state_format import StateFormatError
 from consumers.store import AccountStore
+from consumers.tracing import Tracing
 from consumers.watchdog import Watchdog
 from deploy.acls import missing_rights, service_acls
 from multichannel.engine import Classifier
@@ -97,8 +98,11 @@ class ClassifierService:
         clock: Clock = utc_now,
         metrics: ServiceMetrics | None = None,
         health: HealthState | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """`tracing`: where spans go (tests); by default what the `OTEL_*` settings say, None when off."""
         self.settings = settings
+        self.tracing = tracing if tracing is not None else Tracing.from_settings(settings)
         self.clock = clock
         self.metrics = metrics or ServiceMetrics()
         self.health = health or HealthState()
@@ -175,6 +179,8 @@ class ClassifierService:
             self.watchdog.close()
             if ops is not None:
                 ops.stop()
+            if self.tracing is not None:
+                self.tracing.shutdown()
 
     def refusal(self, err: KafkaError | None) -> AccessRefused | None:
         """The `AccessRefused` that a client error stands for, naming what the ACLs deny (asked of the brokers:
@@ -423,6 +429,23 @@ class _Session:
 
     # ------------------------------------------------------------------ one transaction
     def _batch(self, records: list[Message], partner_msgs: list[Message]) -> None:
+        tracing = self.svc.tracing
+        if tracing is None:  # tracing off: this is its only cost, once per batch
+            self._transact(records, partner_msgs)
+            return
+        trace = self.processor.trace = tracing.batch(records, partner_msgs)
+        strategy = self.exactly_once if self.s.exactly_once else self.at_least_once
+        try:
+            self._transact(records, partner_msgs)
+        except BaseException as exc:
+            trace.end(strategy.marks, f"{type(exc).__name__}: {exc}")
+            raise
+        else:
+            trace.end(strategy.marks)
+        finally:
+            self.processor.trace = None
+
+    def _transact(self, records: list[Message], partner_msgs: list[Message]) -> None:
         now = self._now()
         tally = BatchTally(input_records=len(records))
         first_offsets: dict[int, int] = {}
@@ -470,7 +493,7 @@ class _Session:
                 err = kafka_error(exc)
                 if (err is None or not err.fatal()) and self._refuse_delivered(out):
                     log.warning("transaction_abort", error=str(err), records=len(records), reason="record refused")
-                    self._abort(first_offsets)
+                    self._abort(first_offsets, f"record refused: {err}")
                     return
             if isinstance(exc, RegistryUnavailableError):
                 # an input record's writer schema could not be fetched: retry the batch, never dead-letter it
@@ -484,7 +507,7 @@ class _Session:
                 if is_fatal(err):
                     txn.raise_fatal(f"transaction failed: {err}", err, exc)
                 log.warning("transaction_abort", error=str(err), records=len(records))
-            self._abort(first_offsets)
+            self._abort(first_offsets, str(kafka_error(exc) if isinstance(exc, KafkaException) else exc))
             if isinstance(exc, RegistryUnavailableError):
                 self.svc._stop.wait(REGISTRY_RETRY_S)
             return
@@ -520,8 +543,10 @@ class _Session:
         self.metrics.accounts_held.set(len(self.store))
         self.metrics.partners_known.set(len(self.store.classifier.partners))
 
-    def _abort(self, first_offsets: dict[int, int]) -> None:
+    def _abort(self, first_offsets: dict[int, int], why: str) -> None:
         """Abort the transaction, put the state back as the batch found it and rewind both inputs."""
+        if self.processor.trace is not None:
+            self.processor.trace.aborted = why
         self.exactly_once.abort()
         self.metrics.aborts.inc()
         self._undo_batch(first_offsets)

@@ -229,7 +229,7 @@ class Partners:
 
 def session(proc: BatchProcessor, consumer: StormConsumer, txn: Transactions) -> Any:
     """A service session around the processor, with fake clients (no broker)."""
-    svc = SimpleNamespace(clock=lambda: CLOCK, health=HealthState(), _stop=threading.Event())
+    svc = SimpleNamespace(clock=lambda: CLOCK, health=HealthState(), _stop=threading.Event(), tracing=None)
     s = _Session.__new__(_Session)
     s.svc, s.s, s.metrics = svc, Settings(batch_size=100), ServiceMetrics()  # type: ignore[assignment]
     s.guard = lambda _what, _timeout_s: nullcontext()  # type: ignore[assignment,return-value]
