@@ -5,7 +5,21 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from cli import acls, bench, broker, classify, dashboard, demo, rules, schemas, service, tail, topics, workload
+from cli import (
+    acls,
+    bench,
+    broker,
+    classify,
+    dashboard,
+    dead_letters,
+    demo,
+    rules,
+    schemas,
+    service,
+    tail,
+    topics,
+    workload,
+)
 
 app = typer.Typer(
     name="multichannel",
@@ -43,6 +57,7 @@ tail.register(app)
 demo.register(app)
 dashboard.register(app)
 workload.register(app)
+dead_letters.register(app)
 
 
 if __name__ == "__main__":
