@@ -119,8 +119,10 @@ def write_dead_letters(settings: Settings, letters: list[Letter]) -> None:
     assert producer.flush(30) == 0
 
 
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = settings_env(settings) | {"COLUMNS": "250"}
+def cli(settings: Settings, *args: str, editor: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in settings_env(settings).items() if k not in ("EDITOR", "VISUAL")} | {"COLUMNS": "250"}
+    if editor:
+        env["EDITOR"] = editor
     argv = [CLI, "dead-letters", *args]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180, check=False, cwd=PROJECT_ROOT)
 
@@ -384,7 +386,7 @@ def test_passed_over_dead_letters_hold_the_group_offset_for_a_later_selection(
 
 def test_a_dry_run_writes_nothing(settings_factory: SettingsFactory, tmp_path: Path) -> None:
     """`replay --dry-run` lists what it would re-drive and says how many; `--dry-run --edit` validates the
-    edited lines; neither writes a record, an audit entry or a group offset."""
+    edited lines, from --from-file or from $EDITOR; none writes a record, an audit entry or a group offset."""
     s = settings_factory()
     write_dead_letters(
         s,
@@ -403,6 +405,9 @@ def test_a_dry_run_writes_nothing(settings_factory: SettingsFactory, tmp_path: P
     dry_edit = cli(s, "replay", "--dry-run", "--edit", "--from-file", str(edited))
     assert dry_edit.returncode == 0, dry_edit.stderr
     assert "would re-drive 1 (1 edited)" in dry_edit.stderr and "left out of the edit 2" in dry_edit.stderr
+    in_editor = cli(s, "replay", "--dry-run", "--edit", editor="sed -i 2,$d")  # the editor keeps the first line
+    assert in_editor.returncode == 0, in_editor.stderr
+    assert "would re-drive 1 (1 edited)" in in_editor.stderr and "left out of the edit 2" in in_editor.stderr
     assert read_topic(s, s.subscription_topic) == []
     assert read_topic(s, s.redrive_audit_topic_name) == []
     assert group_offsets(s) == {}
@@ -439,13 +444,5 @@ def test_a_bad_edit_is_refused_with_its_reason_and_nothing_is_re_driven(
     assert read_topic(s, s.redrive_audit_topic_name) == []
     assert group_offsets(s) == {}
 
-    env_settings = s
-    no_editor = subprocess.run(
-        [CLI, "dead-letters", "replay", "--edit"],
-        env={k: v for k, v in settings_env(env_settings).items() if k not in ("EDITOR", "VISUAL")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    no_editor = cli(s, "replay", "--edit")
     assert no_editor.returncode == 2 and "$EDITOR" in no_editor.stderr
