@@ -12,6 +12,7 @@ from cli import (
     broker,
     classify,
     dashboard,
+    dead_letters,
     demo,
     rules,
     schemas,
@@ -58,6 +59,7 @@ tail.register(app)
 demo.register(app)
 dashboard.register(app)
 workload.register(app)
+dead_letters.register(app)
 
 
 if __name__ == "__main__":

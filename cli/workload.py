@@ -149,8 +149,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Publish a JSON-lines file of events; invalid lines are rejected before Kafka with their reason.
         Exit 1 when an event was not delivered (or its delivery was not confirmed within --timeout)."""
-        from multichannel.errors import InvalidEvent, SchemaMismatch
-        from producers.publisher import DeliveryFailed, EventPublisher
+        from multichannel.errors import InvalidEvent
+        from producers.publisher import DeliveryFailed, EventPublisher, json_object
 
         settings = ready_settings(brokers=True, registry=True)
         lines = file.read_bytes().splitlines()
@@ -166,13 +166,7 @@ def register(app: typer.Typer) -> None:
                 if not raw.strip():
                     continue
                 try:
-                    try:
-                        obj = orjson.loads(raw)
-                    except orjson.JSONDecodeError as exc:
-                        raise SchemaMismatch(f"not JSON: {exc}") from None
-                    if not isinstance(obj, dict):
-                        raise SchemaMismatch("a line must hold a JSON object")
-                    futures.append(publisher.publish(obj))
+                    futures.append(publisher.publish(json_object(raw)))
                 except InvalidEvent as exc:
                     rejected += 1
                     _say(f"line {number}: {exc.reason}: {exc.message}")

@@ -63,6 +63,16 @@ class Settings(BaseSettings):
         "input record fits in its dead letter with the reason headers; a bigger one is cut, and `error.truncated` "
         "says what was cut.",
     )
+    redrive_group: str = Field(
+        "",
+        description="Consumer group of `dead-letters replay` on the dead-letter topic (its offsets say how far "
+        "every dead letter is re-driven) and its transactional.id; empty means `<application id>-redrive`.",
+    )
+    redrive_audit_topic: str = Field(
+        "",
+        description="Where `dead-letters replay` records each re-driven dead letter, in the transaction that "
+        "re-drives it (compacted, one key per dead letter); empty means `<application id>-redrive-audit`.",
+    )
 
     # --- service -----------------------------------------------------------------------------------
     output_record_max_bytes: int = Field(
@@ -251,6 +261,16 @@ class Settings(BaseSettings):
         return f"{self.application_id}-partner-table"
 
     @property
+    def redrive_group_id(self) -> str:
+        """The re-drive group and transactional id of `dead-letters replay`."""
+        return self.redrive_group or f"{self.application_id}-redrive"
+
+    @property
+    def redrive_audit_topic_name(self) -> str:
+        """The audit of re-driven dead letters."""
+        return self.redrive_audit_topic or f"{self.application_id}-redrive-audit"
+
+    @property
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly_once_v2"
 
@@ -269,6 +289,7 @@ class Settings(BaseSettings):
             self.dead_letter_topic: (self.output_partitions, "delete"),
             self.changelog_topic: (self.input_partitions, "compact"),
             self.partner_table_topic: (self.partner_partitions, "compact"),
+            self.redrive_audit_topic_name: (1, "compact"),
         }
 
     @property
