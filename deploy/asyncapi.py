@@ -191,6 +191,21 @@ def _channels(s: Settings) -> list[Channel]:
             receives=(f"{app}-restore",),
             sends=True,
         ),
+        Channel(
+            "redriveAudit",
+            s.redrive_audit_topic_name,
+            "Operations: one entry per dead letter that `multichannel dead-letters replay` re-drove, written in "
+            "the replay's transaction with the re-driven record and the re-drive group's offsets (compacted).",
+            (
+                Message(
+                    "redriveAuditEntry",
+                    "Re-drive audit entry",
+                    "JSON: the dead letter's position and reason, its source's position, the topic and key it "
+                    "was re-driven to, whether it was edited, the replay's run id and group, and when.",
+                    "`<dead-letter topic>:<partition>:<offset>` (UTF-8): the dead letter",
+                ),
+            ),
+        ),
     ]
 
 
